@@ -5,9 +5,11 @@
 package install
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -92,7 +94,7 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 	}
 	if err := o.Progress.Do(fmt.Sprintf("supervisors on %d machines", len(c.Nodes)), func(*progress.Step) error {
 		return forEachNode(ctx, o.Provider, c, func(n provision.Node, t transport.Transport) error {
-			return installNode(ctx, c, n, t, o.Binary)
+			return installNode(ctx, c, n, t, o.Binary, Bundle{})
 		})
 	}); err != nil {
 		return c, err
@@ -158,18 +160,40 @@ func SupervisorCgroup(cluster, node string) string {
 	return filepath.Join("klab", cluster, node, "system")
 }
 
-// installNode copies klab to a machine, writes its supervisor's
-// configuration and starts the supervisor.
-func installNode(ctx context.Context, c *provision.Cluster, n provision.Node, t transport.Transport, binary string) error {
+// File is a file to write on a machine.
+type File struct {
+	Path string
+	Data []byte
+	Mode fs.FileMode
+}
+
+// Bundle is what gets installed on one machine: files (configuration,
+// certificates) and the components its supervisor runs.
+type Bundle struct {
+	Files      []File
+	Components []supervisor.Component
+}
+
+// installNode copies klab and a bundle to a machine and starts its
+// supervisor, or has a running one reload.
+func installNode(ctx context.Context, c *provision.Cluster, n provision.Node, t transport.Transport, binary string, b Bundle) error {
 	if err := t.CopyFile(ctx, binary, provision.NodeBinary, 0o755); err != nil {
 		return fmt.Errorf("copy klab: %w", err)
 	}
-	cfg := supervisor.Config{Cgroup: SupervisorCgroup(c.Name, n.Name), Components: []supervisor.Component{}}
-	b, err := cfg.Marshal()
+	for _, f := range b.Files {
+		if err := t.WriteFile(ctx, f.Path, bytes.NewReader(f.Data), f.Mode); err != nil {
+			return fmt.Errorf("write %s: %w", f.Path, err)
+		}
+	}
+	cfg := supervisor.Config{Cgroup: SupervisorCgroup(c.Name, n.Name), Components: b.Components}
+	if cfg.Components == nil {
+		cfg.Components = []supervisor.Component{}
+	}
+	data, err := cfg.Marshal()
 	if err != nil {
 		return err
 	}
-	if err := t.WriteFile(ctx, supervisor.DefaultConfig, strings.NewReader(string(b)), 0o644); err != nil {
+	if err := t.WriteFile(ctx, supervisor.DefaultConfig, bytes.NewReader(data), 0o644); err != nil {
 		return err
 	}
 	if err := t.Start(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise"}}, filepath.Join(provision.NodeLogDir, "supervise.log")); err != nil {
