@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-
 	"context"
 	"errors"
 	"fmt"
@@ -94,4 +93,3 @@ func seekLastLines(f *os.File, n int) error {
 	_, err = f.Seek(0, io.SeekStart)
 	return err
 }
-

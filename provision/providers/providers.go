@@ -50,4 +50,3 @@ func ForCluster(binary string) func(name string) (provision.Provider, error) {
 		return p, err
 	}
 }
-
