@@ -93,8 +93,18 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 		return c, err
 	}
 	if err := o.Progress.Do(fmt.Sprintf("supervisors on %d machines", len(c.Nodes)), func(*progress.Step) error {
+		bundles := map[string]Bundle{}
+		// Files first, on every machine, and only then processes: a
+		// process forked while another goroutine still holds a copy open
+		// for writing would inherit that descriptor, and exec of the copy
+		// would fail with ETXTBSY.
+		if err := forEachNode(ctx, o.Provider, c, func(n provision.Node, t transport.Transport) error {
+			return copyBundle(ctx, c, n, t, o.Binary, bundles[n.Name])
+		}); err != nil {
+			return err
+		}
 		return forEachNode(ctx, o.Provider, c, func(n provision.Node, t transport.Transport) error {
-			return installNode(ctx, c, n, t, o.Binary, Bundle{})
+			return startSupervisor(ctx, t)
 		})
 	}); err != nil {
 		return c, err
@@ -174,9 +184,9 @@ type Bundle struct {
 	Components []supervisor.Component
 }
 
-// installNode copies klab and a bundle to a machine and starts its
-// supervisor, or has a running one reload.
-func installNode(ctx context.Context, c *provision.Cluster, n provision.Node, t transport.Transport, binary string, b Bundle) error {
+// copyBundle copies klab and a bundle to a machine, with the supervisor's
+// configuration.
+func copyBundle(ctx context.Context, c *provision.Cluster, n provision.Node, t transport.Transport, binary string, b Bundle) error {
 	if err := t.CopyFile(ctx, binary, provision.NodeBinary, 0o755); err != nil {
 		return fmt.Errorf("copy klab: %w", err)
 	}
@@ -193,9 +203,11 @@ func installNode(ctx context.Context, c *provision.Cluster, n provision.Node, t 
 	if err != nil {
 		return err
 	}
-	if err := t.WriteFile(ctx, supervisor.DefaultConfig, bytes.NewReader(data), 0o644); err != nil {
-		return err
-	}
+	return t.WriteFile(ctx, supervisor.DefaultConfig, bytes.NewReader(data), 0o644)
+}
+
+// startSupervisor starts a machine's supervisor and waits until it answers.
+func startSupervisor(ctx context.Context, t transport.Transport) error {
 	if err := t.Start(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise"}}, filepath.Join(provision.NodeLogDir, "supervise.log")); err != nil {
 		return fmt.Errorf("start supervisor: %w", err)
 	}

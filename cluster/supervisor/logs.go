@@ -69,6 +69,10 @@ func seekLastLines(f *os.File, n int) error {
 		return err
 	}
 	size := fi.Size()
+	if n == 0 {
+		_, err := f.Seek(0, io.SeekEnd)
+		return err
+	}
 	const chunk = 64 << 10
 	lines := 0
 	buf := make([]byte, chunk)

@@ -296,7 +296,7 @@ func (s *Supervisor) reap() {
 
 func describe(ws unix.WaitStatus) string {
 	if ws.Signaled() {
-		return "killed by " + ws.Signal().String()
+		return "signal: " + ws.Signal().String()
 	}
 	return fmt.Sprintf("exit code %d", ws.ExitStatus())
 }

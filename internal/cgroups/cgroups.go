@@ -187,7 +187,7 @@ func (g Group) Kill(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if len(pids) == 0 {
+		if len(pids) == 0 && !g.populated() {
 			return nil
 		}
 		if !useKill {
@@ -202,6 +202,17 @@ func (g Group) Kill(ctx context.Context) error {
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// populated reports whether a v2 group still has tasks, exiting ones
+// included (they are no longer listed in cgroup.procs, but keep the group
+// busy until they are gone).
+func (g Group) populated() bool {
+	if !g.H.V2 {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(g.Path(), "cgroup.events"))
+	return err == nil && strings.Contains(string(b), "populated 1")
 }
 
 // Remove deletes the group and every group below it; they must be empty.
