@@ -199,3 +199,35 @@ func assertGone(t *testing.T, c *provision.Cluster) {
 		t.Errorf("cgroups left: %v", m)
 	}
 }
+
+// TestIntegrationDownWithBrokenState deletes a cluster whose state file
+// was lost, from the names klab gives to what it makes.
+func TestIntegrationDownWithBrokenState(t *testing.T) {
+	c, p := upForTest(t, provision.PlanOptions{Name: "t-broken", Masters: 1, Workers: 1, Subnets: 1})
+	if err := os.WriteFile(filepath.Join(provision.Dir(c.Name), "cluster.yaml"), []byte("name: [half-writ"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	down(t, p, c)
+	assertGone(t, c)
+}
+
+// TestIntegrationTwoClusters runs two clusters side by side on distinct
+// underlay ranges; deleting one leaves the other working.
+func TestIntegrationTwoClusters(t *testing.T) {
+	a, p := upForTest(t, provision.PlanOptions{Name: "t-one", Masters: 1, Workers: 1, Subnets: 1})
+	ctx := context.Background()
+	b, err := Up(ctx, Options{Plan: provision.PlanOptions{Name: "t-two", Masters: 1, Workers: 1, Subnets: 1}, Provider: p, Binary: testutil.KlabBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Subnets[0].CIDR == b.Subnets[0].CIDR {
+		t.Fatalf("both clusters on %s", a.Subnets[0].CIDR)
+	}
+	down(t, p, a)
+	assertGone(t, a)
+	bn, _ := b.Node("node1")
+	bm, _ := b.Node("master")
+	run(t, p, b, bn.Name, "ping", "-c1", "-W2", bm.IP.String())
+	down(t, p, b)
+	assertGone(t, b)
+}
