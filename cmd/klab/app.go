@@ -94,7 +94,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 		c.GroupID = "nodes"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.superviseCmd()} {
+	for _, c := range []*cobra.Command{a.superviseCmd(), a.cniCmd(root)} {
 		c.GroupID = "components"
 		root.AddCommand(c)
 	}

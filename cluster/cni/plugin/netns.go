@@ -1,0 +1,75 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netNS is an open network namespace, such as a pod's CNI_NETNS.
+type netNS struct {
+	path string
+	h    netns.NsHandle
+}
+
+// openNS opens the network namespace at path (a /proc/PID/ns/net or a
+// bind mount of one under /run/netns).
+func openNS(path string) (*netNS, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(h), &st); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
+		h.Close()
+		return nil, fmt.Errorf("%s is not a namespace file", path)
+	}
+	return &netNS{path: path, h: h}, nil
+}
+
+func (n *netNS) fd() int { return int(n.h) }
+
+// Close releases the handle; the namespace lives on while anything else
+// holds it.
+func (n *netNS) Close() error { return n.h.Close() }
+
+// Do runs fn with its thread in the namespace. A namespace belongs to an
+// OS thread, not to a goroutine, and Go moves goroutines between threads:
+// so fn runs on a fresh goroutine locked to its thread, which enters the
+// namespace and comes back before it is unlocked. If it cannot come back,
+// the thread stays locked and ends with the goroutine, so no other
+// goroutine ever runs in the wrong namespace. fn must not start goroutines
+// that expect to be in the namespace.
+func (n *netNS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open the current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(n.h); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter network namespace %s: %w", n.path, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("return from network namespace %s: %w", n.path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
