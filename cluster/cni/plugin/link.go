@@ -18,9 +18,9 @@ import (
 // and forwards what the pod sends.
 func hostSysctls(link string) map[string]string {
 	return map[string]string{
-		"net/ipv4/conf/" + link + "/proxy_arp":   "1",
+		"net/ipv4/conf/" + link + "/proxy_arp":    "1",
 		"net/ipv4/neigh/" + link + "/proxy_delay": "0",
-		"net/ipv4/conf/" + link + "/forwarding":  "1",
+		"net/ipv4/conf/" + link + "/forwarding":   "1",
 	}
 }
 
