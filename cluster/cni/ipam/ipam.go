@@ -274,8 +274,9 @@ func (s *Store) write(ip netip.Addr, containerID, ifName string) error {
 	return nil
 }
 
-// writeFile replaces path with data in one rename, so a crash leaves the
-// old file or the new one, never half of one.
+// writeFile replaces path with data in one rename, so a process that dies
+// halfway leaves the old file or the new one, never half of one. (No
+// fsync: allocations must outlive processes, and the page cache does.)
 func writeFile(path, data string) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -291,10 +292,6 @@ func writeFile(path, data string) (err error) {
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -314,7 +311,7 @@ func (s *Store) locked(ctx context.Context, fn func() error) error {
 		return fmt.Errorf("open the allocation lock: %w", err)
 	}
 	defer f.Close()
-	wait := time.Millisecond
+	wait := 100 * time.Microsecond
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -330,7 +327,7 @@ func (s *Store) locked(ctx context.Context, fn func() error) error {
 			return fmt.Errorf("wait for the allocation lock on %s: %w", s.dir, ctx.Err())
 		case <-t.C:
 		}
-		wait = min(2*wait, 50*time.Millisecond)
+		wait = min(2*wait, 5*time.Millisecond)
 	}
 	defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	return fn()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
+
+	"github.com/klab-dev/klab/cluster/cni/ns"
 )
 
 // hostSysctls make the node side of a pod's veth a router port without an
@@ -33,7 +35,7 @@ type veth struct {
 // addresses and routes the pod side, and routes ip/32 to the node side. A
 // veth left from an earlier ADD of the same container is replaced. On
 // failure nothing it made is left.
-func setupVeth(pod *netNS, hostName, ifName string, mtu int, ip netip.Addr) (v veth, err error) {
+func setupVeth(pod *ns.NS, hostName, ifName string, mtu int, ip netip.Addr) (v veth, err error) {
 	if err := deleteLink(hostName); err != nil {
 		return v, types.NewError(types.ErrInternal, err.Error(), "")
 	}
@@ -41,14 +43,14 @@ func setupVeth(pod *netNS, hostName, ifName string, mtu int, ip netip.Addr) (v v
 		_, err := netlink.LinkByName(ifName)
 		return err
 	}); err == nil {
-		return v, types.NewError(types.ErrInternal, fmt.Sprintf("the pod's network namespace %s already has an interface %s", pod.path, ifName),
+		return v, types.NewError(types.ErrInternal, fmt.Sprintf("the pod's network namespace %s already has an interface %s", pod.Path(), ifName),
 			"DEL the container first, or pick another CNI_IFNAME")
 	}
 	la := netlink.NewLinkAttrs()
 	la.Name, la.MTU = hostName, mtu
-	pair := &netlink.Veth{LinkAttrs: la, PeerName: ifName, PeerNamespace: netlink.NsFd(pod.fd())}
+	pair := &netlink.Veth{LinkAttrs: la, PeerName: ifName, PeerNamespace: netlink.NsFd(pod.Fd())}
 	if err := netlink.LinkAdd(pair); err != nil {
-		return v, fmt.Errorf("create veth %s with peer %s in %s: %w", hostName, ifName, pod.path, err)
+		return v, fmt.Errorf("create veth %s with peer %s in %s: %w", hostName, ifName, pod.Path(), err)
 	}
 	defer func() {
 		if err != nil {
@@ -109,7 +111,7 @@ func setupVeth(pod *netNS, hostName, ifName string, mtu int, ip netip.Addr) (v v
 }
 
 // checkVeth verifies what setupVeth made.
-func checkVeth(pod *netNS, hostName, ifName string, w want) error {
+func checkVeth(pod *ns.NS, hostName, ifName string, w want) error {
 	host, err := netlink.LinkByName(hostName)
 	if err != nil {
 		return fmt.Errorf("the node has no veth %s: %w", hostName, err)

@@ -25,6 +25,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/klab-dev/klab/cluster/cni/ipam"
+	"github.com/klab-dev/klab/cluster/cni/ns"
 	kversion "github.com/klab-dev/klab/internal/version"
 )
 
@@ -86,7 +87,7 @@ func (p *plugin) add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
-	pod, err := openNS(args.Netns)
+	pod, err := ns.Open(args.Netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("open the pod's network namespace %s: %v", args.Netns, err),
 			"CNI_NETNS must be a network namespace file such as /proc/PID/ns/net or /run/netns/NAME")
@@ -188,7 +189,7 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 	case held != want.ip:
 		return checkFailed(fmt.Sprintf("the IPAM gave container %s %s the address %s, but the result says %s", args.ContainerID, args.IfName, held, want.ip))
 	}
-	pod, err := openNS(args.Netns)
+	pod, err := ns.Open(args.Netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("open the pod's network namespace %s: %v", args.Netns, err),
 			"CNI_NETNS must be the network namespace ADD was called with")

@@ -1,4 +1,8 @@
-package plugin
+// Package ns enters network namespaces safely from Go: a namespace
+// belongs to an OS thread, and Go moves goroutines between threads, so all
+// work inside one goes through NS.Do on a locked thread (the reasons are
+// those of containernetworking/plugins' pkg/ns).
+package ns
 
 import (
 	"errors"
@@ -9,15 +13,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netNS is an open network namespace, such as a pod's CNI_NETNS.
-type netNS struct {
+// NS is an open network namespace, such as a pod's CNI_NETNS.
+type NS struct {
 	path string
 	h    netns.NsHandle
 }
 
-// openNS opens the network namespace at path (a /proc/PID/ns/net or a
-// bind mount of one under /run/netns).
-func openNS(path string) (*netNS, error) {
+// Open opens the network namespace at path (a /proc/PID/ns/net or a bind
+// mount of one under /run/netns).
+func Open(path string) (*NS, error) {
 	h, err := netns.GetFromPath(path)
 	if err != nil {
 		return nil, err
@@ -31,14 +35,19 @@ func openNS(path string) (*netNS, error) {
 		h.Close()
 		return nil, fmt.Errorf("%s is not a namespace file", path)
 	}
-	return &netNS{path: path, h: h}, nil
+	return &NS{path: path, h: h}, nil
 }
 
-func (n *netNS) fd() int { return int(n.h) }
+// Path is where the namespace was opened from.
+func (n *NS) Path() string { return n.path }
+
+// Fd is the namespace's file descriptor, valid until Close; netlink takes
+// it to create a link inside the namespace (netlink.NsFd).
+func (n *NS) Fd() int { return int(n.h) }
 
 // Close releases the handle; the namespace lives on while anything else
 // holds it.
-func (n *netNS) Close() error { return n.h.Close() }
+func (n *NS) Close() error { return n.h.Close() }
 
 // Do runs fn with its thread in the namespace. A namespace belongs to an
 // OS thread, not to a goroutine, and Go moves goroutines between threads:
@@ -46,8 +55,9 @@ func (n *netNS) Close() error { return n.h.Close() }
 // namespace and comes back before it is unlocked. If it cannot come back,
 // the thread stays locked and ends with the goroutine, so no other
 // goroutine ever runs in the wrong namespace. fn must not start goroutines
-// that expect to be in the namespace.
-func (n *netNS) Do(fn func() error) error {
+// that expect to be in the namespace; a process that fn starts (os/exec)
+// is forked from the locked thread, so it starts in the namespace.
+func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
