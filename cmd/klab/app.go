@@ -99,6 +99,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 		root.AddCommand(c)
 	}
 	root.AddCommand(a.versionCmd(), a.internalCmd())
+	a.addRuntimeCmds(root)
 	return root
 }
 
