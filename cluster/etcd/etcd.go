@@ -15,6 +15,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Config of one member.
@@ -42,6 +43,8 @@ type Config struct {
 	ProgressNotify time.Duration
 	// LogLevel of etcd's own log: debug, info, warn or error.
 	LogLevel string
+	// Logger, when set, receives etcd's log instead of standard error.
+	Logger *zap.Logger
 	// StartTimeout bounds the wait for the member to join a quorum.
 	StartTimeout time.Duration
 }
@@ -199,5 +202,8 @@ func (c Config) embedConfig() (*embed.Config, error) {
 		cfg.LogLevel = "warn"
 	}
 	cfg.LogOutputs = []string{embed.StdErrLogOutput}
+	if c.Logger != nil {
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(c.Logger)
+	}
 	return cfg, nil
 }
