@@ -30,7 +30,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // that cannot run is a *StartError with the reason for the pod's status
 // (an unknown image, no command, an unknown volume, a command that does
 // not exist); then nothing is left behind.
-func (r *Runtime) StartContainer(ctx context.Context, sandboxID string, cfg ContainerConfig) (c *Container, err error) {
+func (r *Runtime) StartContainer(ctx context.Context, sandboxID string, cfg ContainerConfig) (_ *Container, err error) {
 	sb, err := r.sandbox(sandboxID)
 	if err != nil {
 		return nil, err
@@ -60,7 +60,7 @@ func (r *Runtime) StartContainer(ctx context.Context, sandboxID string, cfg Cont
 	}
 
 	id := sandboxID + "-" + randomID("")[:8]
-	c = &Container{
+	c := &Container{
 		ID:        id,
 		SandboxID: sandboxID,
 		Config:    cfg,
@@ -73,7 +73,6 @@ func (r *Runtime) StartContainer(ctx context.Context, sandboxID string, cfg Cont
 			r.killContainer(context.WithoutCancel(ctx), c)
 			r.removeContainerFiles(c)
 			os.Remove(c.LogPath)
-			c = nil
 		}
 	}()
 	for _, d := range []string{filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs"), filepath.Dir(c.LogPath), r.cfg.RunDir} {

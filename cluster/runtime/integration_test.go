@@ -3,10 +3,14 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,5 +146,325 @@ func TestIntegrationPodSharesNamespaces(t *testing.T) {
 	}
 	if nsOf(t, web.PID, "pid") == nsOf(t, client.PID, "pid") {
 		t.Error("the containers share a PID namespace, but the pod does not ask for it")
+	}
+}
+
+// zombiesOf lists the zombie children of process pid.
+func zombiesOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || parentPID(p) != pid {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// childrenOf counts the processes whose parent is pid.
+func childrenOf(pid int) int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		if p, err := strconv.Atoi(e.Name()); err == nil && parentPID(p) == pid {
+			n++
+		}
+	}
+	return n
+}
+
+// A container whose children become orphans leaves no zombies, whether
+// it has a PID namespace of its own or shares the pod's.
+func TestIntegrationOrphansLeaveNoZombies(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	for _, share := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sharePID=%v", share), func(t *testing.T) {
+			sb, err := r.CreateSandbox(ctx, SandboxConfig{ID: testID(t), Name: "orphans", SharePID: share})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.RemoveSandbox(ctx, sb.ID)
+			// Each inner shell exits at once, leaving its sleep an orphan.
+			c, err := r.StartContainer(ctx, sb.ID, busybox("parent", "sh", "-c",
+				`for i in 1 2 3 4 5; do sh -c 'sleep 0.2 & echo orphan $!'; done; exec sleep 3600`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			testutil.Poll(t, 10*time.Second, "five orphans", func() bool {
+				return strings.Count(logsOf(r, c.ID), "orphan") == 5
+			})
+			// The orphans end after 0.2s: then only the main process is
+			// left under the shim, and nothing undead.
+			testutil.Poll(t, 10*time.Second, "the orphans to end and be reaped", func() bool {
+				return childrenOf(c.ShimPID) == 1 && len(zombiesOf(c.ShimPID)) == 0
+			})
+			if share {
+				if got, want := nsOf(t, c.PID, "pid"), nsOf(t, sb.PausePID, "pid"); got != want {
+					t.Errorf("PID namespace %s, pause's is %s", got, want)
+				}
+				if out, _ := execOut(t, r, c.ID, "cat", "/proc/1/cmdline"); !strings.Contains(out, "pause") {
+					t.Errorf("PID 1 of a shared PID namespace is %q, want pause", out)
+				}
+			}
+			if z := zombiesOf(sb.PausePID); len(z) > 0 {
+				t.Errorf("zombies under pause: %v", z)
+			}
+		})
+	}
+}
+
+// Killing a container's process, or its ending by itself, is reported
+// with exit code and reason.
+func TestIntegrationExitIsReported(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	sb, err := r.CreateSandbox(ctx, SandboxConfig{ID: testID(t), Name: "exits"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, err := r.StartContainer(ctx, sb.ID, busybox("long", "sleep", "3600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := r.StartContainer(ctx, sb.ID, busybox("ok", "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := r.StartContainer(ctx, sb.ID, busybox("bad", "sh", "-c", "echo failing >&2; exit 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(long.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		c      *Container
+		code   int
+		signal string
+		reason string
+	}{
+		{long, 137, "SIGKILL", ReasonError},
+		{ok, 0, "", ReasonCompleted},
+		{bad, 3, "", ReasonError},
+	} {
+		st, err := r.Wait(wctx, tc.c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Code != tc.code || st.Signal != tc.signal || st.Reason != tc.reason {
+			t.Errorf("%s: exit %+v, want code %d signal %q reason %s", tc.c.Config.Name, st, tc.code, tc.signal, tc.reason)
+		}
+		c, err := r.Status(ctx, tc.c.ID)
+		if err != nil || c.State != Exited {
+			t.Errorf("%s: status %v, %v; want exited", tc.c.Config.Name, c, err)
+		}
+	}
+	var b bytes.Buffer
+	if err := r.Logs(ctx, bad.ID, LogOptions{Stream: "stderr"}, &b); err != nil || b.String() != "failing\n" {
+		t.Errorf("stderr log %q, %v; want \"failing\\n\"", b.String(), err)
+	}
+}
+
+// Limits land in the cgroup files of whichever hierarchy has the
+// controller; a memory hog is reported as OOMKilled.
+func TestIntegrationLimits(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	sb, err := r.CreateSandbox(ctx, SandboxConfig{ID: testID(t), Name: "limits"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Resources{MemoryLimit: 64 << 20, PidsLimit: 50, CPULimitMilli: 500, CPURequestMilli: 250}
+	c, err := r.StartContainer(ctx, sb.ID, ContainerConfig{Name: "limited", Image: "busybox", Command: []string{"sleep", "3600"}, Resources: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := containerCgroup(r.cfg.CgroupParent, sb.ID, c.ID)
+	want := map[string]map[bool]map[string]string{
+		"memory": {true: {"memory.max": "67108864"}, false: {"memory.limit_in_bytes": "67108864"}},
+		"pids":   {true: {"pids.max": "50"}, false: {"pids.max": "50"}},
+		"cpu":    {true: {"cpu.max": "50000 100000", "cpu.weight": "10"}, false: {"cpu.cfs_quota_us": "50000", "cpu.shares": "256"}},
+	}
+	for ctrl, byVersion := range want {
+		h, ok := r.ctrl[ctrl]
+		if !ok {
+			t.Logf("no %s controller here", ctrl)
+			continue
+		}
+		g := cgroups.Group{H: h, Rel: rel}
+		for file, value := range byVersion[h.V2] {
+			if got, err := g.Get(file); err != nil || got != value {
+				t.Errorf("%s/%s = %q, %v; want %q", g.Path(), file, got, err, value)
+			}
+		}
+		// The main process is in that group.
+		procs, _ := g.Procs()
+		if !slices.Contains(procs, c.PID) {
+			t.Errorf("main process %d is not in %s (%v)", c.PID, g.Path(), procs)
+		}
+	}
+	if _, ok := r.ctrl["memory"]; ok {
+		hog, err := r.StartContainer(ctx, sb.ID, ContainerConfig{Name: "hog", Image: "busybox",
+			Command:   []string{"sh", "-c", `x=a; while true; do x="$x$x"; done`},
+			Resources: Resources{MemoryLimit: 16 << 20}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := r.Wait(wctx, hog.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Reason != ReasonOOMKilled || st.Code != 137 {
+			t.Errorf("memory hog ended with %+v, want OOMKilled, 137", st)
+		}
+	}
+}
+
+// leftovers lists what the runtime has left of a sandbox and its
+// containers: netns pin, processes, cgroups, state, sockets, logs.
+func leftovers(r *Runtime, sb *Sandbox, pids ...int) []string {
+	var out []string
+	exists := func(p string) {
+		if _, err := os.Lstat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	exists(sb.NetNS)
+	exists(r.sandboxDir(sb.ID))
+	exists(filepath.Join(r.cfg.LogDir, sb.ID))
+	for _, g := range r.groups(podCgroup(r.cfg.CgroupParent, sb.ID)) {
+		exists(g.Path())
+	}
+	for _, dir := range []string{filepath.Join(r.cfg.StateDir, "containers"), r.cfg.RunDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), sb.ID) {
+				out = append(out, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			out = append(out, fmt.Sprintf("process %d", pid))
+		}
+	}
+	return out
+}
+
+// Removing a sandbox removes its namespaces, processes, cgroups and files.
+func TestIntegrationRemoveSandboxLeavesNothing(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	host := t.TempDir()
+	sb, err := r.CreateSandbox(ctx, SandboxConfig{ID: testID(t), Name: "gone", SharePID: true, Volumes: []Volume{
+		{Name: "scratch", EmptyDir: true},
+		{Name: "host", HostPath: &HostPathVolume{Path: host, Type: "Directory"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := []Mount{{Volume: "scratch", Path: "/scratch"}, {Volume: "host", Path: "/host", ReadOnly: true}}
+	a, err := r.StartContainer(ctx, sb.ID, ContainerConfig{Name: "a", Image: "busybox", Mounts: mounts,
+		Command: []string{"sh", "-c", "echo shared > /scratch/f; sleep 3600 & exec sleep 3600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.StartContainer(ctx, sb.ID, ContainerConfig{Name: "b", Image: "busybox", Mounts: mounts, Command: []string{"sleep", "3600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The emptyDir is shared; the hostPath is read-only.
+	testutil.Poll(t, 5*time.Second, "b to see a's file in the emptyDir", func() bool {
+		out, _ := execOut(t, r, b.ID, "cat", "/scratch/f")
+		return out == "shared\n"
+	})
+	if out, code := execOut(t, r, b.ID, "touch", "/host/x"); code == 0 {
+		t.Errorf("writing to a read-only hostPath worked: %s", out)
+	}
+	if sbs, _ := r.ListSandboxes(ctx); len(sbs) != 1 || sbs[0].ID != sb.ID || !sbs[0].Ready {
+		t.Errorf("ListSandboxes = %+v", sbs)
+	}
+	if cs, _ := r.ListContainers(ctx); len(cs) != 2 {
+		t.Errorf("ListContainers = %d containers, want 2", len(cs))
+	}
+	if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(r, sb, sb.PausePID, a.ShimPID, a.PID, b.ShimPID, b.PID); len(left) > 0 {
+		t.Errorf("left after removal: %v", left)
+	}
+	if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
+		t.Errorf("removing it again: %v", err)
+	}
+	if entries, _ := os.ReadDir(host); len(entries) != 0 {
+		t.Errorf("the host path got files: %v", entries)
+	}
+}
+
+// Specs that cannot run fail with a clear reason and leave nothing.
+func TestIntegrationBadSpecs(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	noCmd := importTestImage(t, r, "example.com/nocmd:1", nil, nil)
+	sb, err := r.CreateSandbox(ctx, SandboxConfig{ID: testID(t), Name: "bad", Volumes: []Volume{{Name: "data", EmptyDir: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		c      ContainerConfig
+		reason string
+		msg    string
+	}{
+		{"unknown image", ContainerConfig{Name: "c", Image: "nginx:1.25"}, ReasonImageNotFound,
+			`image "nginx:1.25" not found on testnode: import it with klab image import`},
+		{"no command", ContainerConfig{Name: "c", Image: noCmd}, ReasonConfigError, `container "c" has no command`},
+		{"unknown volume", ContainerConfig{Name: "c", Image: "busybox", Mounts: []Mount{{Volume: "nope", Path: "/x"}}}, ReasonConfigError,
+			`container "c" mounts volume "nope", which the pod does not have`},
+		{"command not found", busybox("c", "no-such-command"), ReasonContainerCannotRun, `executable file not found`},
+		{"bad working dir", ContainerConfig{Name: "c", Image: "busybox", WorkingDir: "relative"}, ReasonConfigError, "not an absolute path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := r.StartContainer(ctx, sb.ID, tc.c)
+			var se *StartError
+			if !errors.As(err, &se) || se.Reason != tc.reason || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("error %v, want reason %s and %q", err, tc.reason, tc.msg)
+			}
+			if cs, _ := r.ListContainers(ctx); len(cs) != 0 {
+				t.Errorf("containers left: %+v", cs)
+			}
+			for _, dir := range []string{filepath.Join(r.cfg.StateDir, "containers"), r.cfg.RunDir, filepath.Join(r.cfg.LogDir, sb.ID, "c")} {
+				if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+					t.Errorf("%s has %v", dir, entries)
+				}
+			}
+			for _, g := range r.groups(podCgroup(r.cfg.CgroupParent, sb.ID)) {
+				entries, _ := os.ReadDir(g.Path())
+				for _, e := range entries {
+					if e.IsDir() && e.Name() != "infra" {
+						t.Errorf("cgroup left: %s/%s", g.Path(), e.Name())
+					}
+				}
+			}
+		})
+	}
+	// A sandbox with a host path that does not exist is refused whole.
+	_, err = r.CreateSandbox(ctx, SandboxConfig{ID: testID(t), Name: "bad2", Volumes: []Volume{{Name: "h", HostPath: &HostPathVolume{Path: "/nonexistent/kt-rt"}}}})
+	var se *StartError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), `volume "h": host path /nonexistent/kt-rt does not exist on testnode`) {
+		t.Errorf("sandbox with a missing host path: %v", err)
+	}
+	if sbs, _ := r.ListSandboxes(ctx); len(sbs) != 1 {
+		t.Errorf("sandboxes: %+v, want only the first", sbs)
 	}
 }
