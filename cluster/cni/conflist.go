@@ -25,7 +25,11 @@ type ConfListOptions struct {
 	// MTU of the pods' interfaces (0: the plugin's default, 1500); the
 	// network mode sets it below the underlay's by its encapsulation.
 	MTU int
-	// PortMap chains Debian's portmap plugin (hostPort through DNAT).
+	// DataDir is where the IPAM keeps its allocations (empty: the
+	// plugin's default, /var/lib/klab/cni/networks).
+	DataDir string
+	// PortMap chains Debian's portmap plugin (hostPort through DNAT); it
+	// turns CHECK off for the list (see ConfList).
 	PortMap bool
 	// Bandwidth chains Debian's bandwidth plugin (traffic shaping).
 	Bandwidth bool
@@ -45,10 +49,11 @@ func ConfList(o ConfListOptions) ([]byte, error) {
 	if o.MTU != 0 && (o.MTU < 68 || o.MTU > 65535) {
 		return nil, fmt.Errorf("MTU %d is out of range: use 68 to 65535, or 0 for the plugin's default", o.MTU)
 	}
-	klab := map[string]any{
-		"type": "klab",
-		"ipam": map[string]any{"type": "klab", "subnet": o.PodCIDR.String()},
+	ipamConf := map[string]any{"type": "klab", "subnet": o.PodCIDR.String()}
+	if o.DataDir != "" {
+		ipamConf["dataDir"] = o.DataDir
 	}
+	klab := map[string]any{"type": "klab", "ipam": ipamConf}
 	if o.MTU != 0 {
 		klab["mtu"] = o.MTU
 	}
@@ -62,14 +67,20 @@ func ConfList(o ConfListOptions) ([]byte, error) {
 	if o.Bandwidth {
 		plugins = append(plugins, map[string]any{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}})
 	}
-	version := "1.1.0"
+	list := map[string]any{"cniVersion": "1.1.0", "name": NetworkName, "plugins": plugins}
 	if len(plugins) > 1 {
-		version = "1.0.0"
+		list["cniVersion"] = "1.0.0"
+	}
+	if o.PortMap {
+		// Debian 12's portmap (1.1.1) fails every CHECK of an IPv4-only
+		// pod, looking for ip6tables rules it never made
+		// (containernetworking/plugins#819): CHECK would always fail.
+		list["disableCheck"] = true
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	err := enc.Encode(map[string]any{"cniVersion": version, "name": NetworkName, "plugins": plugins})
+	err := enc.Encode(list)
 	return b.Bytes(), err
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -66,7 +67,8 @@ func IP(t testing.TB, args ...string) string {
 
 // Node is a namespace standing for a node: its uplink (up0, 10.244.0.1/30)
 // leads to a second namespace (10.244.0.2) that is its default gateway;
-// with a default route the node answers pods' ARP for 169.254.1.1.
+// with a default route the node answers pods' ARP for 169.254.1.1. It
+// forwards (ip_forward=1), as a node routing for its pods does.
 type Node struct {
 	*Namespace
 	Upstream *Namespace
@@ -85,6 +87,9 @@ func NewNode(t testing.TB) *Node {
 	IP(t, "-n", n.Name, "link", "set", "up0", "up")
 	IP(t, "-n", n.Upstream.Name, "link", "set", "up1", "up")
 	IP(t, "-n", n.Name, "route", "add", "default", "via", n.Gateway.String())
+	if err := n.Do(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
+		t.Fatalf("turn on forwarding in %s: %v", n.Name, err)
+	}
 	return n
 }
 
