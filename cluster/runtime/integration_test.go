@@ -468,3 +468,101 @@ func TestIntegrationBadSpecs(t *testing.T) {
 		t.Errorf("sandboxes: %+v, want only the first", sbs)
 	}
 }
+
+// Stop with grace, logs (tail, follow, timestamps) and exec with and
+// without a terminal.
+func TestIntegrationStopLogsExec(t *testing.T) {
+	r := testRuntime(t)
+	ctx := context.Background()
+	sb, err := r.CreateSandbox(ctx, SandboxConfig{ID: testID(t), Name: "life"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.StartContainer(ctx, sb.ID, busybox("talker", "sh", "-c",
+		`trap 'echo got TERM; exit 7' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Poll(t, 10*time.Second, "five lines", func() bool { return strings.Count(logsOf(r, c.ID), "line") >= 5 })
+
+	var tail bytes.Buffer
+	if err := r.Logs(ctx, c.ID, LogOptions{Tail: 2, Timestamps: true}, &tail); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(tail.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("tail 2 gave %q", tail.String())
+	}
+	for _, l := range lines {
+		ts, text, _ := strings.Cut(l, " ")
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || !strings.HasPrefix(text, "line ") {
+			t.Errorf("timestamped line %q", l)
+		}
+	}
+
+	// Exec: stdin in, stdout and stderr apart, exit code back.
+	var out, errb bytes.Buffer
+	code, err := r.Exec(ctx, c.ID, ExecConfig{Cmd: []string{"sh", "-c", "cat; echo oops >&2; exit 4"},
+		Stdin: strings.NewReader("from stdin\n"), Stdout: &out, Stderr: &errb})
+	if err != nil || code != 4 || out.String() != "from stdin\n" || errb.String() != "oops\n" {
+		t.Errorf("exec: code %d, err %v, stdout %q, stderr %q", code, err, out.String(), errb.String())
+	}
+	// With a terminal.
+	out.Reset()
+	code, err = r.Exec(ctx, c.ID, ExecConfig{Cmd: []string{"sh", "-c", "test -t 0 && test -t 1 && echo on a tty"}, TTY: true, Stdout: &out})
+	if err != nil || code != 0 || !strings.Contains(out.String(), "on a tty") {
+		t.Errorf("tty exec: code %d, err %v, output %q", code, err, out.String())
+	}
+	// Ending the context kills the exec'd command.
+	xctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	start := time.Now()
+	_, err = r.Exec(xctx, c.ID, ExecConfig{Cmd: []string{"sleep", "3600"}})
+	cancel()
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("exec past its context: %v after %s", err, time.Since(start))
+	}
+	testutil.Poll(t, 5*time.Second, "the cancelled exec's process to be gone", func() bool {
+		pids, _ := (cgroups.Group{H: r.track, Rel: containerCgroup(r.cfg.CgroupParent, sb.ID, c.ID)}).Procs()
+		return len(pids) <= 2 // the shell and its sleep 0.05
+	})
+
+	// Follow until the container ends; Stop sends TERM, which it traps.
+	followed := make(chan string)
+	go func() {
+		var b bytes.Buffer
+		r.Logs(ctx, c.ID, LogOptions{Follow: true}, &b)
+		followed <- b.String()
+	}()
+	st, err := r.Stop(ctx, c.ID, 10*time.Second)
+	if err != nil || st.Code != 7 || st.Reason != ReasonError {
+		t.Fatalf("stop: %+v, %v; want exit 7 from its TERM trap", st, err)
+	}
+	select {
+	case got := <-followed:
+		if !strings.HasSuffix(got, "got TERM\n") || !strings.HasPrefix(got, "line 0\n") {
+			t.Errorf("followed log %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("following the log did not end with the container")
+	}
+
+	// A process that ignores TERM is killed after the grace period.
+	stubborn, err := r.StartContainer(ctx, sb.ID, busybox("stubborn", "sh", "-c", `trap '' TERM; while true; do sleep 0.05; done`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	st, err = r.Stop(ctx, stubborn.ID, 300*time.Millisecond)
+	if err != nil || st.Signal != "SIGKILL" || time.Since(start) < 300*time.Millisecond {
+		t.Errorf("stop of a TERM-ignoring process: %+v, %v after %s", st, err, time.Since(start))
+	}
+	if err := r.RemoveContainer(ctx, stubborn.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stubborn.LogPath); err == nil {
+		t.Error("the removed container's log is still there")
+	}
+	if _, err := r.Status(ctx, stubborn.ID); err == nil {
+		t.Error("the removed container still has a status")
+	}
+}

@@ -65,20 +65,48 @@ func (r *Root) OpenFile(rel string, flags int, mode uint32) (int, error) {
 
 // MkdirAll makes directory rel and its missing parents inside the root
 // and returns it opened with O_PATH, for use as the dirfd of *at calls.
+// A dangling symlink on the way is followed (inside the root) and the
+// directory it names is made.
 func (r *Root) MkdirAll(rel string, mode uint32) (int, error) {
+	return r.mkdirAll(rel, mode, 0)
+}
+
+// maxLinks bounds the symlinks MkdirAll follows, as the kernel's ELOOP.
+const maxLinks = 40
+
+func (r *Root) mkdirAll(rel string, mode uint32, links int) (int, error) {
 	rel = Clean(rel)
 	fd, err := r.OpenFile(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err == nil || !errors.Is(err, unix.ENOENT) || rel == "" {
 		return fd, err
 	}
 	dir, base := path.Split(rel)
-	pfd, err := r.MkdirAll(dir, mode)
+	pfd, err := r.mkdirAll(dir, mode, links)
 	if err != nil {
 		return -1, err
 	}
 	defer unix.Close(pfd)
-	if err := unix.Mkdirat(pfd, base, mode); err != nil && !errors.Is(err, unix.EEXIST) {
-		return -1, &PathError{Op: "mkdir", Root: r.Path, Path: rel, Err: err}
+	if err := unix.Mkdirat(pfd, base, mode); err != nil {
+		if !errors.Is(err, unix.EEXIST) {
+			return -1, &PathError{Op: "mkdir", Root: r.Path, Path: rel, Err: err}
+		}
+		buf := make([]byte, unix.PathMax)
+		n, lerr := unix.Readlinkat(pfd, base, buf)
+		if lerr == nil {
+			// A dangling symlink: make what it points to, in the root.
+			if links >= maxLinks {
+				return -1, &PathError{Op: "mkdir", Root: r.Path, Path: rel, Err: unix.ELOOP}
+			}
+			target := string(buf[:n])
+			if !path.IsAbs(target) {
+				target = path.Join(dir, target)
+			}
+			lfd, err := r.mkdirAll(target, mode, links+1)
+			if err != nil {
+				return -1, err
+			}
+			unix.Close(lfd)
+		}
 	}
 	return r.OpenFile(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 }
