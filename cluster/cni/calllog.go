@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -116,7 +117,7 @@ func (e *recordingExec) ExecPlugin(ctx context.Context, pluginPath string, stdin
 	}
 	if lerr := e.log.append(c); lerr != nil {
 		// A pod's network matters more than its record: say so and go on.
-		fmt.Fprintf(os.Stderr, "klab: record CNI %s of %s: %v\n", c.Command, c.Plugin, lerr)
+		slog.Warn("record a CNI call", "command", c.Command, "plugin", c.Plugin, "err", lerr)
 	}
 	return out, err
 }

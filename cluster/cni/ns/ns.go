@@ -45,6 +45,16 @@ func (n *NS) Path() string { return n.path }
 // it to create a link inside the namespace (netlink.NsFd).
 func (n *NS) Fd() int { return int(n.h) }
 
+// IsCurrent reports whether the calling thread is in this namespace.
+func (n *NS) IsCurrent() (bool, error) {
+	cur, err := netns.Get()
+	if err != nil {
+		return false, fmt.Errorf("open the current network namespace: %w", err)
+	}
+	defer cur.Close()
+	return n.h.Equal(cur), nil
+}
+
 // Close releases the handle; the namespace lives on while anything else
 // holds it.
 func (n *NS) Close() error { return n.h.Close() }

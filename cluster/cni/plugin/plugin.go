@@ -93,6 +93,10 @@ func (p *plugin) add(args *skel.CmdArgs) (err error) {
 			"CNI_NETNS must be a network namespace file such as /proc/PID/ns/net or /run/netns/NAME")
 	}
 	defer pod.Close()
+	if same, err := pod.IsCurrent(); err != nil || same {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %s is the node's own network namespace", args.Netns),
+			"give the pod a network namespace of its own")
+	}
 	if err := gatewayRoute(); err != nil {
 		return err
 	}

@@ -292,6 +292,17 @@ func TestIntegrationCheckFindsDamage(t *testing.T) {
 	h.mustOK("DEL", "kt-dmg", pod.Path(), conf)
 }
 
+func TestIntegrationRefusesTheNodesNamespace(t *testing.T) {
+	h := newHarness(t)
+	out, code := h.call("ADD", "kt-self", h.node.Path(), "eth0", h.conf("1.0.0", "10.244.1.0/24", nil))
+	if e := cniError(t, out); code == 0 || e.Code != types.ErrInvalidNetNS {
+		t.Errorf("ADD into the node's own namespace: exit %d, %d %q", code, e.Code, e.Msg)
+	}
+	if l := h.links(); len(l) != 0 {
+		t.Errorf("a refused ADD left %v", l)
+	}
+}
+
 func TestIntegrationDelUnknownContainer(t *testing.T) {
 	h := newHarness(t)
 	conf := h.conf("1.0.0", "10.244.1.0/24", nil)
