@@ -212,20 +212,20 @@ func (p *Provider) wire(c *provision.Cluster, n provision.Node) error {
 			return err
 		}
 	}
-	if gw := c.Subnets[n.Subnet].Gateway; gw.IsValid() && n.Role != provision.RoleRouter {
-		l, err := nh.LinkByName("eth0")
-		if err != nil {
-			return err
-		}
-		for i, s := range c.Subnets {
-			if i == n.Subnet {
-				continue
-			}
-			r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(s.CIDR), Gw: net.IP(gw.AsSlice())}
-			if err := nh.RouteAdd(r); err != nil {
-				return fmt.Errorf("route %s via %s: %w", s.CIDR, gw, err)
-			}
-		}
+	// A default route, as a machine on a real network has: through the
+	// router when there is one, or the host's link. Pods need it too: the
+	// node answers a pod's ARP for its gateway (169.254.1.1, proxy ARP)
+	// only when it has a route to that address.
+	gw := c.Subnets[n.Subnet].Gateway
+	if n.Role == provision.RoleRouter || !gw.IsValid() {
+		gw = c.HostIP.Addr()
+	}
+	l, err := nh.LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	if err := nh.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
+		return fmt.Errorf("default route via %s: %w", gw, err)
 	}
 	return nil
 }
