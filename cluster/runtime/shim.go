@@ -575,15 +575,23 @@ func (s *shim) handle(conn *net.UnixConn) {
 		}
 		enc.Encode(shimReply{})
 	case req.Exec != nil:
-		s.exec(conn, enc, req.Exec, fds)
+		owned := fds
+		fds = nil // exec closes them
+		s.exec(conn, enc, req.Exec, owned)
 	default:
 		enc.Encode(shimReply{Error: "empty request"})
 	}
 }
 
 // exec runs a process in the container for an exec request and reports
-// its exit; the process is killed if the caller goes away first.
+// its exit; the process is killed if the caller goes away first. It owns
+// fds and closes them.
 func (s *shim) exec(conn *net.UnixConn, enc *json.Encoder, req *execRequest, fds []int) {
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
 	p := s.spec.Process
 	p.Args, p.TTY = req.Args, req.TTY
 	if len(p.Args) == 0 {
