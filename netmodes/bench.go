@@ -1,0 +1,221 @@
+package netmodes
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"time"
+)
+
+// The bench protocol, for `klab bench modes`: the client sends one byte
+// that names the test. For a throughput test ('T') it then streams data
+// and half-closes; the server answers with the byte count and the CRC-32C
+// of what it received. For a round-trip test ('P') it sends single bytes
+// and the server echoes each.
+const (
+	benchThroughput = 'T'
+	benchPing       = 'P'
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// BenchOptions say how much to measure.
+type BenchOptions struct {
+	// Bytes sends exactly this many bytes; 0 sends for Duration.
+	Bytes int64
+	// Duration of the throughput test when Bytes is 0; 0 is 2s.
+	Duration time.Duration
+	// Pings is how many round trips to time; 0 is 200.
+	Pings int
+}
+
+// BenchResult is one measurement between two endpoints.
+type BenchResult struct {
+	Bytes         int64         `json:"bytes"`
+	Elapsed       time.Duration `json:"elapsed"`
+	BitsPerSecond float64       `json:"bitsPerSecond"`
+	// RTT is the median round trip of a one-byte message over TCP.
+	RTT    time.Duration `json:"rtt"`
+	RTTMin time.Duration `json:"rttMin"`
+	RTTMax time.Duration `json:"rttMax"`
+}
+
+// Ratio is r's throughput as a fraction of base's (the raw underlay's).
+func (r BenchResult) Ratio(base BenchResult) float64 {
+	if base.BitsPerSecond == 0 {
+		return 0
+	}
+	return r.BitsPerSecond / base.BitsPerSecond
+}
+
+// String is the result in a line: "9.41 Gbit/s, rtt 41µs".
+func (r BenchResult) String() string {
+	return fmt.Sprintf("%.2f Gbit/s, rtt %s", r.BitsPerSecond/1e9, r.RTT)
+}
+
+// ServeBench answers bench clients on ln until ctx ends; it closes ln.
+func ServeBench(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("bench server: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cstop := context.AfterFunc(ctx, func() { c.Close() })
+			defer cstop()
+			defer c.Close()
+			serveBenchConn(c)
+		}()
+	}
+}
+
+func serveBenchConn(c net.Conn) {
+	var op [1]byte
+	if _, err := io.ReadFull(c, op[:]); err != nil {
+		return
+	}
+	switch op[0] {
+	case benchThroughput:
+		h := crc32.New(castagnoli)
+		n, err := io.Copy(h, c)
+		if err != nil {
+			return
+		}
+		var reply [12]byte
+		binary.BigEndian.PutUint64(reply[:8], uint64(n))
+		binary.BigEndian.PutUint32(reply[8:], h.Sum32())
+		c.Write(reply[:])
+	case benchPing:
+		var b [1]byte
+		for {
+			if _, err := io.ReadFull(c, b[:]); err != nil {
+				return
+			}
+			if _, err := c.Write(b[:]); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// RunBench measures throughput and round-trip time to a bench server over
+// connections made by dial (from a pod's or a node's namespace: see
+// Netns.Dial). It checks that every byte arrived intact.
+func RunBench(ctx context.Context, dial func(context.Context) (net.Conn, error), opt BenchOptions) (BenchResult, error) {
+	if opt.Duration == 0 {
+		opt.Duration = 2 * time.Second
+	}
+	if opt.Pings == 0 {
+		opt.Pings = 200
+	}
+	var r BenchResult
+	if err := benchThroughputRun(ctx, dial, opt, &r); err != nil {
+		return r, err
+	}
+	if err := benchPingRun(ctx, dial, opt.Pings, &r); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+func benchThroughputRun(ctx context.Context, dial func(context.Context) (net.Conn, error), opt BenchOptions, r *BenchResult) error {
+	c, err := dial(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: connect: %w", err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	buf := make([]byte, 128<<10)
+	rng := rand.NewChaCha8([32]byte{'k', 'l', 'a', 'b'})
+	rng.Read(buf)
+	h := crc32.New(castagnoli)
+	start := time.Now()
+	if _, err := c.Write([]byte{benchThroughput}); err != nil {
+		return fmt.Errorf("bench: send: %w", err)
+	}
+	var sent int64
+	deadline := start.Add(opt.Duration)
+	for {
+		chunk := buf
+		if opt.Bytes > 0 {
+			if sent >= opt.Bytes {
+				break
+			}
+			chunk = buf[:min(int64(len(buf)), opt.Bytes-sent)]
+		} else if time.Now().After(deadline) {
+			break
+		}
+		n, err := c.Write(chunk)
+		h.Write(chunk[:n])
+		sent += int64(n)
+		if err != nil {
+			return fmt.Errorf("bench: send after %d bytes: %w", sent, err)
+		}
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			return fmt.Errorf("bench: close: %w", err)
+		}
+	}
+	var reply [12]byte
+	if _, err := io.ReadFull(c, reply[:]); err != nil {
+		return fmt.Errorf("bench: read the server's count after sending %d bytes: %w", sent, err)
+	}
+	r.Elapsed = time.Since(start)
+	got, sum := int64(binary.BigEndian.Uint64(reply[:8])), binary.BigEndian.Uint32(reply[8:])
+	if got != sent {
+		return fmt.Errorf("bench: sent %d bytes, the server received %d", sent, got)
+	}
+	if sum != h.Sum32() {
+		return errors.New("bench: the data arrived corrupted (CRC-32C differs)")
+	}
+	r.Bytes = sent
+	r.BitsPerSecond = float64(sent) * 8 / r.Elapsed.Seconds()
+	return nil
+}
+
+func benchPingRun(ctx context.Context, dial func(context.Context) (net.Conn, error), n int, r *BenchResult) error {
+	c, err := dial(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: connect: %w", err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if _, err := c.Write([]byte{benchPing}); err != nil {
+		return fmt.Errorf("bench: send: %w", err)
+	}
+	rtts := make([]time.Duration, 0, n)
+	var b [1]byte
+	for i := range n {
+		t := time.Now()
+		b[0] = byte(i)
+		if _, err := c.Write(b[:]); err != nil {
+			return fmt.Errorf("bench: ping: %w", err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return fmt.Errorf("bench: pong: %w", err)
+		}
+		rtts = append(rtts, time.Since(t))
+	}
+	slices.Sort(rtts)
+	r.RTT, r.RTTMin, r.RTTMax = rtts[len(rtts)/2], rtts[0], rtts[len(rtts)-1]
+	return nil
+}
