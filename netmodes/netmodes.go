@@ -196,7 +196,9 @@ type Changes struct {
 }
 
 // Add records something added.
-func (c *Changes) Add(format string, args ...any) { c.Added = append(c.Added, fmt.Sprintf(format, args...)) }
+func (c *Changes) Add(format string, args ...any) {
+	c.Added = append(c.Added, fmt.Sprintf(format, args...))
+}
 
 // Remove records something removed.
 func (c *Changes) Remove(format string, args ...any) {
