@@ -149,7 +149,7 @@ func (p *Provider) createMachine(ctx context.Context, c *provision.Cluster, n pr
 	}
 	args = append(args, sysctlArgs(sysctls)...)
 	if h, err := cgroups.Find(); err == nil {
-		if err := cgroupOf(h, c.Name, n.Name).Create(); err != nil {
+		if err := (cgroups.Group{H: h, Rel: filepath.Join(cgroupOf(h, c.Name, n.Name).Rel, "system")}).Create(); err != nil {
 			return err
 		}
 	}

@@ -110,7 +110,10 @@ func (p *Provider) Transport(c *provision.Cluster, node string) (transport.Trans
 		Dirs:  dirs(c.Name, node),
 	}
 	if h, err := cgroups.Find(); err == nil {
-		g := cgroupOf(h, c.Name, node)
+		// A leaf below the machine's group: on cgroup v2 a group whose
+		// children have controllers enabled (the pods') may hold no
+		// processes of its own.
+		g := cgroups.Group{H: h, Rel: filepath.Join(cgroupOf(h, c.Name, node).Rel, "system")}
 		t.Cgroup = &g
 	}
 	return t, nil
