@@ -94,12 +94,14 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 		c.GroupID = "nodes"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.superviseCmd(), a.cniCmd(root)} {
+	for _, c := range []*cobra.Command{a.superviseCmd(), a.agentCmd(), a.cniCmd(root)} {
 		c.GroupID = "components"
 		root.AddCommand(c)
 	}
 	root.AddCommand(a.versionCmd(), a.internalCmd())
 	a.addRuntimeCmds(root)
+	a.addImageBuild(root)
+	a.addNodeConsole(root)
 	return root
 }
 

@@ -205,6 +205,34 @@ func readImage(dir string) (*Image, error) {
 	return &img, nil
 }
 
+// KernelAvailable reports where Build would take its kernel from, or why
+// it has none.
+func KernelAvailable(o Options) (string, error) {
+	switch {
+	case o.KernelDeb != "":
+		_, err := os.Stat(o.KernelDeb)
+		return o.KernelDeb, err
+	case o.KernelDir != "":
+		k, err := kernelIn(o.KernelDir)
+		return k.vmlinuz, err
+	}
+	if o.Modules == nil {
+		o.Modules = DefaultModules
+	}
+	if k, err := hostKernel(o.Modules); err == nil {
+		return k.vmlinuz, nil
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = CacheDir()
+	}
+	debs, _ := filepath.Glob(filepath.Join(KernelCache(o.CacheDir), "linux-image-*.deb"))
+	if len(debs) == 0 {
+		return "", fmt.Errorf("no kernel for the node image: no usable /boot and /lib/modules, and no package in %s", KernelCache(o.CacheDir))
+	}
+	slices.Sort(debs)
+	return debs[len(debs)-1], nil
+}
+
 // findKernel picks the kernel the options name, or the host's, or one from
 // the kernel cache. cleanup removes what unpacking a package left.
 func findKernel(ctx context.Context, o Options) (k kernel, cleanup func(), err error) {
