@@ -47,9 +47,9 @@ type Config struct {
 	StatusInterval Duration `json:"statusInterval"`
 
 	// Capacity overrides (a netns node shares the host's CPUs and memory).
-	CPU    string `json:"cpu,omitempty"`
-	Memory string `json:"memory,omitempty"`
-	MaxPods int   `json:"maxPods,omitempty"`
+	CPU     string `json:"cpu,omitempty"`
+	Memory  string `json:"memory,omitempty"`
+	MaxPods int    `json:"maxPods,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in YAML.

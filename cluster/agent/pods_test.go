@@ -100,7 +100,9 @@ func (f *fakeRuntime) RemoveContainer(ctx context.Context, id string) error {
 	f.removed = append(f.removed, "container "+id)
 	return nil
 }
-func (f *fakeRuntime) ListContainers(ctx context.Context) ([]runtime.Container, error) { return nil, nil }
+func (f *fakeRuntime) ListContainers(ctx context.Context) ([]runtime.Container, error) {
+	return nil, nil
+}
 func (f *fakeRuntime) Exec(ctx context.Context, id string, e runtime.ExecConfig) (int, error) {
 	return 0, nil
 }
