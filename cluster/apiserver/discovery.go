@@ -20,13 +20,21 @@ var subresourceInfo = map[string]struct {
 	gvk   func(r *resource) schema.GroupVersionKind
 	verbs []string
 }{
-	"status":      {func(r *resource) schema.GroupVersionKind { return r.gvk() }, []string{"get", "patch", "update"}},
-	"scale":       {func(*resource) schema.GroupVersionKind { return autoscalingv1.SchemeGroupVersion.WithKind("Scale") }, []string{"get", "patch", "update"}},
-	"binding":     {func(*resource) schema.GroupVersionKind { return schema.GroupVersionKind{Version: "v1", Kind: "Binding"} }, []string{"create"}},
-	"log":         {func(r *resource) schema.GroupVersionKind { return r.gvk() }, []string{"get"}},
-	"exec":        {func(*resource) schema.GroupVersionKind { return schema.GroupVersionKind{Version: "v1", Kind: "PodExecOptions"} }, []string{"create", "get"}},
-	"attach":      {func(*resource) schema.GroupVersionKind { return schema.GroupVersionKind{Version: "v1", Kind: "PodAttachOptions"} }, []string{"create", "get"}},
-	"portforward": {func(*resource) schema.GroupVersionKind { return schema.GroupVersionKind{Version: "v1", Kind: "PodPortForwardOptions"} }, []string{"create", "get"}},
+	"status": {func(r *resource) schema.GroupVersionKind { return r.gvk() }, []string{"get", "patch", "update"}},
+	"scale":  {func(*resource) schema.GroupVersionKind { return autoscalingv1.SchemeGroupVersion.WithKind("Scale") }, []string{"get", "patch", "update"}},
+	"binding": {func(*resource) schema.GroupVersionKind {
+		return schema.GroupVersionKind{Version: "v1", Kind: "Binding"}
+	}, []string{"create"}},
+	"log": {func(r *resource) schema.GroupVersionKind { return r.gvk() }, []string{"get"}},
+	"exec": {func(*resource) schema.GroupVersionKind {
+		return schema.GroupVersionKind{Version: "v1", Kind: "PodExecOptions"}
+	}, []string{"create", "get"}},
+	"attach": {func(*resource) schema.GroupVersionKind {
+		return schema.GroupVersionKind{Version: "v1", Kind: "PodAttachOptions"}
+	}, []string{"create", "get"}},
+	"portforward": {func(*resource) schema.GroupVersionKind {
+		return schema.GroupVersionKind{Version: "v1", Kind: "PodPortForwardOptions"}
+	}, []string{"create", "get"}},
 }
 
 // discovery answers /api, /apis and the group and version documents, in
@@ -196,7 +204,7 @@ func (s *Server) openAPIDoc(gv schema.GroupVersion) map[string]any {
 		}
 		paths[p+r.name+"/{name}"] = map[string]any{
 			"patch": map[string]any{
-				"operationId": "patch" + r.kind,
+				"operationId":                     "patch" + r.kind,
 				"x-kubernetes-group-version-kind": map[string]string{"group": gvk.Group, "version": gvk.Version, "kind": gvk.Kind},
 				"parameters": []map[string]any{
 					{"name": "fieldValidation", "in": "query", "schema": map[string]string{"type": "string"}},

@@ -190,10 +190,10 @@ var (
 	serviceAccountColumns = []metav1.TableColumnDefinition{col("Secrets", 0), ageColumn}
 	eventColumns          = []metav1.TableColumnDefinition{col("Last Seen", 0), col("Type", 0), col("Reason", 0), col("Object", 0),
 		col("Subobject", 1), col("Source", 1), col("Message", 0), col("First Seen", 1), col("Count", 1)}
-	deploymentColumns    = []metav1.TableColumnDefinition{col("Ready", 0), col("Up-to-date", 0), col("Available", 0), ageColumn, col("Containers", 1), col("Images", 1), col("Selector", 1)}
-	replicaSetColumns    = []metav1.TableColumnDefinition{col("Desired", 0), col("Current", 0), col("Ready", 0), ageColumn, col("Containers", 1), col("Images", 1), col("Selector", 1)}
-	networkPolicyColumns = []metav1.TableColumnDefinition{col("Pod-Selector", 0), ageColumn}
-	leaseColumns         = []metav1.TableColumnDefinition{col("Holder", 0), ageColumn}
+	deploymentColumns     = []metav1.TableColumnDefinition{col("Ready", 0), col("Up-to-date", 0), col("Available", 0), ageColumn, col("Containers", 1), col("Images", 1), col("Selector", 1)}
+	replicaSetColumns     = []metav1.TableColumnDefinition{col("Desired", 0), col("Current", 0), col("Ready", 0), ageColumn, col("Containers", 1), col("Images", 1), col("Selector", 1)}
+	networkPolicyColumns  = []metav1.TableColumnDefinition{col("Pod-Selector", 0), ageColumn}
+	leaseColumns          = []metav1.TableColumnDefinition{col("Holder", 0), ageColumn}
 	clusterNetworkColumns = []metav1.TableColumnDefinition{col("Mode", 0), col("Pod-CIDR", 0), col("Cross-Subnet", 0), col("MTU", 0), col("Converged", 0), ageColumn, col("Nodes", 1)}
 	bgpPeerColumns        = []metav1.TableColumnDefinition{col("Peer-IP", 0), col("ASN", 0), col("Node-Selector", 0), ageColumn}
 )
