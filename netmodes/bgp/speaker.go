@@ -74,7 +74,11 @@ type Peer struct {
 	AS uint32 `json:"as,omitempty"`
 	// Port is the peer's BGP port; 0 is 179.
 	Port int `json:"port,omitempty"`
-	// Passive waits for the peer to connect instead of dialling it.
+	// Passive waits for the peer to connect instead of dialling it. Towards
+	// an iBGP peer (same AS) with a higher address the speaker is always
+	// passive: of two klab speakers only the higher address dials, because
+	// when both dial, GoBGP's fixed 5s idle hold after a failed attempt can
+	// keep each one dialling into the other's idle time forever.
 	Passive bool `json:"passive,omitempty"`
 }
 
@@ -145,6 +149,9 @@ func Start(ctx context.Context, cfg Config) (_ *Speaker, err error) {
 			srv.Stop()
 		}
 	}()
+	if err := exportPolicy(ctx, srv); err != nil {
+		return nil, err
+	}
 	if err := announce(ctx, srv, cfg.Block, cfg.Address); err != nil {
 		return nil, err
 	}
@@ -208,6 +215,42 @@ func listenAddresses(cfg Config) []string {
 		return nil
 	}
 	return []string{cfg.Address.String()}
+}
+
+// externalPeers is the neighbour set of the peers in another AS.
+const externalPeers = "klab-external-peers"
+
+// exportPolicy keeps what a node learned from the mesh from its external
+// peers: a router gets each block from its own node only, with that node
+// as next hop, rather than every block from every node (where a router
+// that picks another node would send pod traffic the long way, or into a
+// node that cannot reach the block either).
+func exportPolicy(ctx context.Context, srv *server.BgpServer) error {
+	if err := srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+		DefinedType: api.DefinedType_NEIGHBOR, Name: externalPeers,
+	}}); err != nil {
+		return fmt.Errorf("BGP export policy: %w", err)
+	}
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: "klab-export",
+		Statements: []*api.Statement{{
+			Name: "no-mesh-routes-to-external-peers",
+			Conditions: &api.Conditions{
+				NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: externalPeers},
+				RouteType:   api.Conditions_ROUTE_TYPE_INTERNAL,
+			},
+			Actions: &api.Actions{RouteAction: api.RouteAction_REJECT},
+		}},
+	}}); err != nil {
+		return fmt.Errorf("BGP export policy: %w", err)
+	}
+	if err := srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_EXPORT,
+		Policies: []*api.Policy{{Name: "klab-export"}}, DefaultAction: api.RouteAction_ACCEPT,
+	}}); err != nil {
+		return fmt.Errorf("BGP export policy: %w", err)
+	}
+	return nil
 }
 
 // announce adds the node's block with the node's address as next hop.
@@ -357,6 +400,11 @@ func (s *Speaker) AddPeer(ctx context.Context, p Peer) error {
 			return err
 		}
 	}
+	if p.AS != s.cfg.AS {
+		if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: externalSet(p.Address)}); err != nil {
+			return fmt.Errorf("add BGP peer %s (%s, AS %d): %w", p.Name, p.Address, p.AS, err)
+		}
+	}
 	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
 		return fmt.Errorf("add BGP peer %s (%s, AS %d): %w", p.Name, p.Address, p.AS, err)
 	}
@@ -373,7 +421,7 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 		Transport: &api.Transport{
 			LocalAddress: s.cfg.Address.String(),
 			RemotePort:   uint32(p.Port),
-			PassiveMode:  p.Passive,
+			PassiveMode:  p.Passive || (p.AS == s.cfg.AS && s.cfg.Address.Less(p.Address)),
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			ConnectRetry:           seconds(s.cfg.ConnectRetry),
@@ -389,6 +437,10 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	return ap
 }
 
+func externalSet(a netip.Addr) *api.DefinedSet {
+	return &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: externalPeers, List: []string{netip.PrefixFrom(a, a.BitLen()).String()}}
+}
+
 func seconds(d time.Duration) uint64 { return uint64((d + time.Second/2) / time.Second) }
 
 // RemovePeer removes a neighbour; removing one that is not there is fine.
@@ -401,6 +453,11 @@ func (s *Speaker) RemovePeer(ctx context.Context, addr netip.Addr) error {
 	}
 	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
 		return fmt.Errorf("remove BGP peer %s (%s): %w", p.Name, addr, err)
+	}
+	if p.AS != s.cfg.AS {
+		if err := s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: externalSet(addr)}); err != nil {
+			return fmt.Errorf("remove BGP peer %s (%s): %w", p.Name, addr, err)
+		}
 	}
 	s.mu.Lock()
 	delete(s.peers, addr)

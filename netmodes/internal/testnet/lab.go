@@ -99,7 +99,6 @@ func gateway(p netip.Prefix) netip.Addr { return p.Addr().Next() }
 
 // addNode makes node i in subnet sub, with its pod.
 func (l *Lab) addNode(i, sub int) {
-	t := l.t
 	name := fmt.Sprintf("n%d", i)
 	ip := l.Subnets[sub].Addr().As4()
 	ip[3] = byte(10 + i)
@@ -115,16 +114,7 @@ func (l *Lab) addNode(i, sub int) {
 	nd.NS = l.newNS(name)
 	l.Sysctl(nd.NS, "net/ipv4/ip_forward", "1")
 	l.wire(nd.NS, "eth0", name, sub, nd.IP())
-	if l.Router != nil {
-		for s, p := range l.Subnets {
-			if s == sub {
-				continue
-			}
-			eth0, err := nd.NS.Netlink().LinkByName("eth0")
-			must(t, err)
-			must(t, nd.NS.Netlink().RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: ipNet(p), Gw: gateway(l.Subnets[sub]).AsSlice()}))
-		}
-	}
+	l.routeVia(nd.NS, sub)
 	nd.Pod = l.newNS(name + "-pod")
 	l.addPod(nd)
 	l.Nodes = append(l.Nodes, nd)
@@ -282,6 +272,30 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// AddHost adds a namespace PREFIX-name on subnet sub with address addr,
+// routed to the other subnets through the router: a BGP router, a client.
+func (l *Lab) AddHost(name string, sub int, addr netip.Addr) *NS {
+	l.t.Helper()
+	ns := l.newNS(name)
+	l.wire(ns, "eth0", name, sub, addr)
+	l.routeVia(ns, sub)
+	return ns
+}
+
+// routeVia routes ns (on subnet sub) to the other subnets via the router.
+func (l *Lab) routeVia(ns *NS, sub int) {
+	if l.Router == nil {
+		return
+	}
+	eth0, err := ns.Netlink().LinkByName("eth0")
+	must(l.t, err)
+	for s, p := range l.Subnets {
+		if s != sub {
+			must(l.t, ns.Netlink().RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: ipNet(p), Gw: gateway(l.Subnets[sub]).AsSlice()}))
+		}
 	}
 }
 
