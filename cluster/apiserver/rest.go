@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -72,7 +73,7 @@ func (s *Server) get(w http.ResponseWriter, req *request) error {
 // listOptions parses a list or watch request's query.
 func listOptions(r *http.Request) (*metav1.ListOptions, error) {
 	var o metav1.ListOptions
-	if err := metav1.ParameterCodec.DecodeParameters(r.URL.Query(), metav1.SchemeGroupVersion, &o); err != nil {
+	if err := parameterCodec.DecodeParameters(r.URL.Query(), schema.GroupVersion{Version: "v1"}, &o); err != nil {
 		return nil, apierrors.NewBadRequest("list options: " + err.Error())
 	}
 	return &o, nil

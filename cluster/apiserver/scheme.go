@@ -21,8 +21,9 @@ import (
 // scheme knows every type the server serves: the Kubernetes API groups,
 // klab's own group, meta/v1 (Status, Table, options) and discovery.
 var (
-	scheme = runtime.NewScheme()
-	codecs serializer.CodecFactory
+	scheme         = runtime.NewScheme()
+	codecs         serializer.CodecFactory
+	parameterCodec = runtime.NewParameterCodec(scheme)
 )
 
 func init() {

@@ -58,8 +58,8 @@ func (s *Server) respond(w http.ResponseWriter, req *request, code int, obj runt
 }
 
 func partialOf(obj runtime.Object) *metav1.PartialObjectMetadata {
-	m := accessor(obj)
-	p := &metav1.PartialObjectMetadata{ObjectMeta: *m.(*metav1.ObjectMeta).DeepCopy()}
+	om := structField(obj, "ObjectMeta").Interface().(metav1.ObjectMeta)
+	p := &metav1.PartialObjectMetadata{ObjectMeta: *om.DeepCopy()}
 	p.APIVersion, p.Kind = metaV1.String(), "PartialObjectMetadata"
 	return p
 }
