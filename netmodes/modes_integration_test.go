@@ -226,6 +226,7 @@ func (c *cluster) assertClean(t *testing.T) {
 }
 
 func TestIntegrationModes(t *testing.T) {
+	testutil.RequireRoot(t)
 	tests := []struct {
 		name    string
 		subnets int

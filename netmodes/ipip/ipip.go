@@ -177,6 +177,9 @@ func (m *Mode) ensureKernel(mtu int) (netlink.Link, netmodes.Changes, error) {
 	if link == nil {
 		t := &netlink.Iptun{LinkAttrs: netlink.LinkAttrs{Name: Device, MTU: mtu}, PMtuDisc: 1}
 		if err := h.LinkAdd(t); err != nil {
+			if errors.Is(err, unix.EOPNOTSUPP) {
+				return nil, ch, fmt.Errorf("create %s (ipip, local any, remote any): %w: the kernel has no ipip: load it (modprobe ipip) or use the userspace implementation", Device, err)
+			}
 			return nil, ch, fmt.Errorf("create %s (ipip, local any, remote any): %w", Device, err)
 		}
 		if link, err = h.LinkByName(Device); err != nil {
