@@ -102,6 +102,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 	a.addRuntimeCmds(root)
 	a.addImageBuild(root)
 	a.addNodeConsole(root)
+	a.addControlPlane(root)
 	return root
 }
 
