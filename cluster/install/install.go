@@ -92,8 +92,12 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 	}); err != nil {
 		return c, err
 	}
+	cp, err := installControlPlane(c, o.Progress)
+	if err != nil {
+		return c, err
+	}
 	if err := o.Progress.Do(fmt.Sprintf("supervisors on %d machines", len(c.Nodes)), func(*progress.Step) error {
-		bundles := map[string]Bundle{}
+		bundles := cp.bundles
 		// Files first, on every machine, and only then processes: a
 		// process forked while another goroutine still holds a copy open
 		// for writing would inherit that descriptor, and exec of the copy
@@ -107,6 +111,9 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 			return startSupervisor(ctx, t)
 		})
 	}); err != nil {
+		return c, err
+	}
+	if err := cp.started(ctx, o.Progress); err != nil {
 		return c, err
 	}
 	c.Phase = provision.PhaseReady
