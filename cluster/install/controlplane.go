@@ -45,7 +45,9 @@ const (
 func PKIDir(cluster string) string { return filepath.Join(provision.Dir(cluster), "pki") }
 
 // KubeconfigPath is where up writes the cluster's admin kubeconfig.
-func KubeconfigPath(cluster string) string { return filepath.Join(provision.Dir(cluster), "kubeconfig") }
+func KubeconfigPath(cluster string) string {
+	return filepath.Join(provision.Dir(cluster), "kubeconfig")
+}
 
 // controlPlane is what up installs for the control plane: the CA, the
 // certificates of etcd, the API server, the components and the nodes,
