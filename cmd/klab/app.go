@@ -103,6 +103,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 	a.addImageBuild(root)
 	a.addNodeConsole(root)
 	a.addControlPlane(root)
+	a.addWorkloads(root)
 	return root
 }
 
