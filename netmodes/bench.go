@@ -1,6 +1,7 @@
 package netmodes
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -114,10 +115,13 @@ func serveBenchConn(c net.Conn) {
 	}
 }
 
+// Dialer connects to a bench server, from a pod's or a node's namespace
+// (see Netns.Dial).
+type Dialer func(context.Context) (net.Conn, error)
+
 // RunBench measures throughput and round-trip time to a bench server over
-// connections made by dial (from a pod's or a node's namespace: see
-// Netns.Dial). It checks that every byte arrived intact.
-func RunBench(ctx context.Context, dial func(context.Context) (net.Conn, error), opt BenchOptions) (BenchResult, error) {
+// connections made by dial. It checks that every byte arrived intact.
+func RunBench(ctx context.Context, dial Dialer, opt BenchOptions) (BenchResult, error) {
 	if opt.Duration == 0 {
 		opt.Duration = 2 * time.Second
 	}
@@ -134,7 +138,7 @@ func RunBench(ctx context.Context, dial func(context.Context) (net.Conn, error),
 	return r, nil
 }
 
-func benchThroughputRun(ctx context.Context, dial func(context.Context) (net.Conn, error), opt BenchOptions, r *BenchResult) error {
+func benchThroughputRun(ctx context.Context, dial Dialer, opt BenchOptions, r *BenchResult) error {
 	c, err := dial(ctx)
 	if err != nil {
 		return fmt.Errorf("bench: connect: %w", err)
@@ -191,7 +195,7 @@ func benchThroughputRun(ctx context.Context, dial func(context.Context) (net.Con
 	return nil
 }
 
-func benchPingRun(ctx context.Context, dial func(context.Context) (net.Conn, error), n int, r *BenchResult) error {
+func benchPingRun(ctx context.Context, dial Dialer, n int, r *BenchResult) error {
 	c, err := dial(ctx)
 	if err != nil {
 		return fmt.Errorf("bench: connect: %w", err)
@@ -218,4 +222,49 @@ func benchPingRun(ctx context.Context, dial func(context.Context) (net.Conn, err
 	slices.Sort(rtts)
 	r.RTT, r.RTTMin, r.RTTMax = rtts[len(rtts)/2], rtts[0], rtts[len(rtts)-1]
 	return nil
+}
+
+// Comparison is a path measured next to its underlay.
+type Comparison struct {
+	// Path and Underlay are the medians over the rounds.
+	Path     BenchResult `json:"path"`
+	Underlay BenchResult `json:"underlay"`
+	// Ratio is the median of the rounds' throughput ratios.
+	Ratio  float64 `json:"ratio"`
+	Rounds int     `json:"rounds"`
+}
+
+// Compare measures path (pod to pod) and underlay (node to node) in turn,
+// rounds times, and reports the medians: alternating the two cancels out
+// load that comes and goes on a shared machine.
+func Compare(ctx context.Context, path, underlay Dialer, opt BenchOptions, rounds int) (Comparison, error) {
+	if rounds < 1 {
+		rounds = 1
+	}
+	var ps, us []BenchResult
+	var ratios []float64
+	for range rounds {
+		u, err := RunBench(ctx, underlay, opt)
+		if err != nil {
+			return Comparison{}, fmt.Errorf("underlay: %w", err)
+		}
+		p, err := RunBench(ctx, path, opt)
+		if err != nil {
+			return Comparison{}, err
+		}
+		us, ps, ratios = append(us, u), append(ps, p), append(ratios, p.Ratio(u))
+	}
+	slices.Sort(ratios)
+	return Comparison{Path: median(ps), Underlay: median(us), Ratio: ratios[len(ratios)/2], Rounds: rounds}, nil
+}
+
+// median is the result with the median throughput, with the median RTT.
+func median(rs []BenchResult) BenchResult {
+	byRate := slices.Clone(rs)
+	slices.SortFunc(byRate, func(a, b BenchResult) int { return cmp.Compare(a.BitsPerSecond, b.BitsPerSecond) })
+	m := byRate[len(byRate)/2]
+	byRTT := slices.Clone(rs)
+	slices.SortFunc(byRTT, func(a, b BenchResult) int { return cmp.Compare(a.RTT, b.RTT) })
+	m.RTT, m.RTTMin, m.RTTMax = byRTT[len(byRTT)/2].RTT, byRTT[0].RTTMin, byRTT[len(byRTT)-1].RTTMax
+	return m
 }

@@ -431,12 +431,26 @@ func TestIntegrationBenchModes(t *testing.T) {
 	}
 	c := newCluster(t, 1)
 	n1, n3 := c.Nodes[0], c.Nodes[2]
-	opt := netmodes.BenchOptions{Duration: 2 * time.Second}
-	underlay := bench(t, n1.NS, n3.NS, n3.IP(), opt)
-	t.Logf("%-26s %s", "underlay node > node", underlay)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	// serve runs a bench server in to at addr and returns a dialer from from.
+	serve := func(from, to *testnet.NS, addr netip.Addr) netmodes.Dialer {
+		hostport := netip.AddrPortFrom(addr, 5201).String()
+		ln, err := to.Listen(ctx, "tcp", hostport)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go netmodes.ServeBench(ctx, ln)
+		return func(ctx context.Context) (net.Conn, error) { return from.Dial(ctx, "tcp", hostport) }
+	}
+	underlay := serve(n1.NS, n3.NS, n3.IP())
+	pods := serve(n1.Pod, n3.Pod, n3.PodIP)
 	for _, cfg := range []netmodes.Config{{Mode: netmodes.BGP}, {Mode: netmodes.VXLAN}, {Mode: netmodes.IPIP}} {
 		res := c.mustApply(t, cfg)
-		r := benchPods(t, n1, n3, opt)
-		t.Logf("%-26s %s  ratio %.2f", fmt.Sprintf("%s (%s) pod > pod", cfg, res[0].Implementation), r, r.Ratio(underlay))
+		cmp, err := netmodes.Compare(ctx, pods, underlay, netmodes.BenchOptions{Duration: time.Second, Pings: 100}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%-17s pod > pod %-28s underlay %-28s ratio %.2f", fmt.Sprintf("%s (%s)", cfg, res[0].Implementation), cmp.Path, cmp.Underlay, cmp.Ratio)
 	}
 }

@@ -46,6 +46,9 @@ type Config struct {
 	RouterID netip.Addr
 	// Block is the node's pod block, which it announces.
 	Block netip.Prefix
+	// PodCIDR is the cluster's pod network: only routes inside it are
+	// learned (a router's default route is no pod block). Zero learns all.
+	PodCIDR netip.Prefix
 	// ListenPort is where the speaker accepts sessions; 0 is 179, -1 does
 	// not listen (it only dials).
 	ListenPort int32
@@ -106,7 +109,11 @@ func Nodes(rs []Route) []netmodes.Node {
 }
 
 // Speaker is a running BGP speaker. Its sockets live in the network
-// namespace of the process (the agent runs in its node's).
+// namespace of the process (the agent runs in its node's): GoBGP dials from
+// goroutines of its own, which no namespace switch of a thread reaches.
+// GoBGP's server loop stays parked after Stop (GoBGP v3 has no way to end
+// it), so start one speaker per process, not one per reconfiguration:
+// peers, and the external ones, change at run time.
 type Speaker struct {
 	cfg    Config
 	srv    *server.BgpServer
@@ -119,6 +126,9 @@ type Speaker struct {
 	mu     sync.Mutex
 	peers  map[netip.Addr]Peer
 	routes []Route
+
+	peerMu    sync.Mutex // serialises peer changes
+	externals int        // peers in another AS; guarded by peerMu
 }
 
 var ipv4Unicast = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
@@ -149,9 +159,6 @@ func Start(ctx context.Context, cfg Config) (_ *Speaker, err error) {
 			srv.Stop()
 		}
 	}()
-	if err := exportPolicy(ctx, srv); err != nil {
-		return nil, err
-	}
 	if err := announce(ctx, srv, cfg.Block, cfg.Address); err != nil {
 		return nil, err
 	}
@@ -224,15 +231,18 @@ const externalPeers = "klab-external-peers"
 // peers: a router gets each block from its own node only, with that node
 // as next hop, rather than every block from every node (where a router
 // that picks another node would send pod traffic the long way, or into a
-// node that cannot reach the block either).
-func exportPolicy(ctx context.Context, srv *server.BgpServer) error {
-	if err := srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
-		DefinedType: api.DefinedType_NEIGHBOR, Name: externalPeers,
-	}}); err != nil {
+// node that cannot reach the block either). It exists only while there
+// are external peers: GoBGP's empty neighbour set matches every peer.
+func (s *Speaker) addExternal(ctx context.Context, a netip.Addr) error {
+	set := externalSet(a)
+	if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set}); err != nil {
 		return fmt.Errorf("BGP export policy: %w", err)
 	}
-	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
-		Name: "klab-export",
+	if s.externals++; s.externals > 1 {
+		return nil
+	}
+	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: exportPolicy,
 		Statements: []*api.Statement{{
 			Name: "no-mesh-routes-to-external-peers",
 			Conditions: &api.Conditions{
@@ -244,13 +254,44 @@ func exportPolicy(ctx context.Context, srv *server.BgpServer) error {
 	}}); err != nil {
 		return fmt.Errorf("BGP export policy: %w", err)
 	}
-	if err := srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name: "global", Direction: api.PolicyDirection_EXPORT,
-		Policies: []*api.Policy{{Name: "klab-export"}}, DefaultAction: api.RouteAction_ACCEPT,
-	}}); err != nil {
+	if err := s.srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: exportAssignment()}); err != nil {
 		return fmt.Errorf("BGP export policy: %w", err)
 	}
 	return nil
+}
+
+// removeExternal takes a peer out of the external set, and the policy
+// away with the last one.
+func (s *Speaker) removeExternal(ctx context.Context, a netip.Addr) error {
+	if s.externals--; s.externals == 0 {
+		if err := s.srv.DeletePolicyAssignment(ctx, &api.DeletePolicyAssignmentRequest{Assignment: exportAssignment(), All: true}); err != nil {
+			return fmt.Errorf("BGP export policy: %w", err)
+		}
+		if err := s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: exportPolicy}, All: true, PreserveStatements: false}); err != nil {
+			return fmt.Errorf("BGP export policy: %w", err)
+		}
+		if err := s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: externalPeers}, All: true}); err != nil {
+			return fmt.Errorf("BGP export policy: %w", err)
+		}
+		return nil
+	}
+	if err := s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: externalSet(a)}); err != nil {
+		return fmt.Errorf("BGP export policy: %w", err)
+	}
+	return nil
+}
+
+const exportPolicy = "klab-export"
+
+func exportAssignment() *api.PolicyAssignment {
+	return &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_EXPORT,
+		Policies: []*api.Policy{{Name: exportPolicy}}, DefaultAction: api.RouteAction_ACCEPT,
+	}
+}
+
+func externalSet(a netip.Addr) *api.DefinedSet {
+	return &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: externalPeers, List: []string{netip.PrefixFrom(a, a.BitLen()).String()}}
 }
 
 // announce adds the node's block with the node's address as next hop.
@@ -346,6 +387,9 @@ func (s *Speaker) route(prefix string, p *api.Path) (Route, bool) {
 	if err != nil || pfx == s.cfg.Block {
 		return Route{}, false
 	}
+	if c := s.cfg.PodCIDR; c.IsValid() && (pfx.Bits() < c.Bits() || !c.Contains(pfx.Addr())) {
+		return Route{}, false
+	}
 	r := Route{Prefix: pfx, From: from.String()}
 	s.mu.Lock()
 	if peer, ok := s.peers[from]; ok && peer.Name != "" {
@@ -380,6 +424,12 @@ func (s *Speaker) Routes() []Route {
 // AddPeer adds a neighbour (idempotent: a peer already there with the same
 // settings is left alone, one with other settings is replaced).
 func (s *Speaker) AddPeer(ctx context.Context, p Peer) error {
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
+	return s.addPeer(ctx, p)
+}
+
+func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 	if !p.Address.Is4() {
 		return fmt.Errorf("BGP peer %s: address %q is not IPv4", p.Name, p.Address)
 	}
@@ -396,16 +446,19 @@ func (s *Speaker) AddPeer(ctx context.Context, p Peer) error {
 		return nil
 	}
 	if ok {
-		if err := s.RemovePeer(ctx, p.Address); err != nil {
+		if err := s.removePeer(ctx, p.Address); err != nil {
 			return err
 		}
 	}
 	if p.AS != s.cfg.AS {
-		if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: externalSet(p.Address)}); err != nil {
+		if err := s.addExternal(ctx, p.Address); err != nil {
 			return fmt.Errorf("add BGP peer %s (%s, AS %d): %w", p.Name, p.Address, p.AS, err)
 		}
 	}
 	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
+		if p.AS != s.cfg.AS {
+			s.removeExternal(ctx, p.Address)
+		}
 		return fmt.Errorf("add BGP peer %s (%s, AS %d): %w", p.Name, p.Address, p.AS, err)
 	}
 	s.mu.Lock()
@@ -437,14 +490,16 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	return ap
 }
 
-func externalSet(a netip.Addr) *api.DefinedSet {
-	return &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: externalPeers, List: []string{netip.PrefixFrom(a, a.BitLen()).String()}}
-}
-
 func seconds(d time.Duration) uint64 { return uint64((d + time.Second/2) / time.Second) }
 
 // RemovePeer removes a neighbour; removing one that is not there is fine.
 func (s *Speaker) RemovePeer(ctx context.Context, addr netip.Addr) error {
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
+	return s.removePeer(ctx, addr)
+}
+
+func (s *Speaker) removePeer(ctx context.Context, addr netip.Addr) error {
 	s.mu.Lock()
 	p, ok := s.peers[addr]
 	s.mu.Unlock()
@@ -455,7 +510,7 @@ func (s *Speaker) RemovePeer(ctx context.Context, addr netip.Addr) error {
 		return fmt.Errorf("remove BGP peer %s (%s): %w", p.Name, addr, err)
 	}
 	if p.AS != s.cfg.AS {
-		if err := s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: externalSet(addr)}); err != nil {
+		if err := s.removeExternal(ctx, addr); err != nil {
 			return fmt.Errorf("remove BGP peer %s (%s): %w", p.Name, addr, err)
 		}
 	}
@@ -470,6 +525,8 @@ func (s *Speaker) RemovePeer(ctx context.Context, addr netip.Addr) error {
 // changes the changed ones and removes the others. The speaker's own
 // address in the list is skipped, so every node can pass the whole mesh.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
 	want := map[netip.Addr]bool{}
 	var errs []error
 	for _, p := range peers {
@@ -477,7 +534,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		want[p.Address] = true
-		if err := s.AddPeer(ctx, p); err != nil {
+		if err := s.addPeer(ctx, p); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -490,7 +547,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	}
 	s.mu.Unlock()
 	for _, a := range gone {
-		if err := s.RemovePeer(ctx, a); err != nil {
+		if err := s.removePeer(ctx, a); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -137,25 +137,47 @@ func TestSpeakerLoopback(t *testing.T) {
 	}
 }
 
-// TestSpeakerExternalPeer checks an eBGP session: another AS, next hop
-// self, and removal at run time.
+// TestSpeakerExternalPeer checks an eBGP session: another AS, only the
+// node's own block (not what it learned from the mesh), and removal at
+// run time.
 func TestSpeakerExternalPeer(t *testing.T) {
-	aAddr, rAddr := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.3")
-	aPort, rPort := freePort(t, aAddr.String()), freePort(t, rAddr.String())
-	a := startSpeaker(t, bgp.Config{Name: "a", Address: aAddr, Block: netip.MustParsePrefix("10.251.1.0/24"), ListenPort: aPort, HoldTime: 3 * time.Second, ConnectRetry: time.Second})
-	router := startSpeaker(t, bgp.Config{Name: "router", AS: 65000, Address: rAddr, Block: netip.MustParsePrefix("10.250.0.0/24"), ListenPort: rPort, HoldTime: 3 * time.Second, ConnectRetry: time.Second})
+	aAddr, bAddr, rAddr := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	aPort, bPort, rPort := freePort(t, aAddr.String()), freePort(t, bAddr.String()), freePort(t, rAddr.String())
+	cfg := func(name string, addr netip.Addr, block string, port int32) bgp.Config {
+		return bgp.Config{Name: name, Address: addr, Block: netip.MustParsePrefix(block), ListenPort: port, HoldTime: 3 * time.Second, ConnectRetry: time.Second}
+	}
+	a := startSpeaker(t, cfg("a", aAddr, "10.251.1.0/24", aPort))
+	bc := cfg("b", bAddr, "10.251.2.0/24", bPort)
+	bc.PodCIDR = netip.MustParsePrefix("10.251.0.0/16")
+	b := startSpeaker(t, bc)
+	rc := cfg("router", rAddr, "10.250.0.0/24", rPort)
+	rc.AS = 65000
+	router := startSpeaker(t, rc)
+	if err := a.SetPeers(t.Context(), []bgp.Peer{{Name: "b", Address: bAddr, Port: int(bPort)}, {Name: "router", Address: rAddr, AS: 65000, Port: int(rPort)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddPeer(t.Context(), bgp.Peer{Name: "a", Address: aAddr, Port: int(aPort)}); err != nil {
+		t.Fatal(err)
+	}
 	if err := router.AddPeer(t.Context(), bgp.Peer{Name: "a", Address: aAddr, AS: bgp.DefaultAS, Port: int(aPort)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.AddPeer(t.Context(), bgp.Peer{Name: "router", Address: rAddr, AS: 65000, Port: int(rPort)}); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Poll(t, 15*time.Second, "router learns a's block", func() bool {
+	testutil.Poll(t, 15*time.Second, "router learns a's block, a learns the router's", func() bool {
 		rs := router.Routes()
-		return len(rs) == 1 && rs[0].From == "a" && slices.Equal(rs[0].ASPath, []uint32{bgp.DefaultAS})
+		return len(rs) == 1 && rs[0].From == "a" && slices.Equal(rs[0].ASPath, []uint32{bgp.DefaultAS}) && len(a.Routes()) == 2
 	})
-	if s := session(t, a, "router"); s.Type != "external" || s.AS != 65000 {
+	if got := learned(a); !slices.Equal(got, []string{"10.250.0.0/24 via 127.0.0.3 from router", "10.251.2.0/24 via 127.0.0.2 from b"}) {
+		t.Fatalf("a learned %q", got)
+	}
+	// b learns only what is in its pod network, not the router's prefix.
+	if got := learned(b); !slices.Equal(got, []string{"10.251.1.0/24 via 127.0.0.1 from a"}) {
+		t.Fatalf("b learned %q", got)
+	}
+	if s := session(t, a, "router"); s.Type != "external" || s.AS != 65000 || s.Advertised != 1 {
 		t.Fatalf("session: %+v", s)
+	}
+	if got := learned(router); !slices.Equal(got, []string{"10.251.1.0/24 via 127.0.0.1 from a"}) {
+		t.Fatalf("the router learned %q: a passed on what it learned from the mesh", got)
 	}
 	if err := a.RemovePeer(t.Context(), rAddr); err != nil {
 		t.Fatal(err)

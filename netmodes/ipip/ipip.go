@@ -204,6 +204,11 @@ func (m *Mode) ensureUserspace(self netmodes.Node, mtu int) (_ netlink.Link, ch 
 		m.enc = nil
 		ch.Remove("device %s (its encapsulator stopped)", Device)
 	}
+	if m.enc != nil && m.enc.local != self.IP() {
+		m.enc.close()
+		m.enc = nil
+		ch.Remove("device %s (the underlay address changed)", Device)
+	}
 	if m.enc == nil {
 		link, err := netmodes.LinkIfExists(h, Device)
 		if err != nil {

@@ -30,6 +30,7 @@ type Stats struct {
 // IP protocol 4 socket bound to the node's underlay address, both opened
 // inside the node's namespace, and two goroutines between them.
 type encapsulator struct {
+	local netip.Addr // the raw socket's address
 	tun   *os.File
 	raw   *os.File
 	rawc  syscall.RawConn
@@ -46,7 +47,7 @@ type encapsulator struct {
 // openEncapsulator opens the TUN device and the raw socket in ns. The
 // device is left down and unconfigured; start runs the goroutines.
 func openEncapsulator(ns *netmodes.Netns, local netip.Addr) (_ *encapsulator, err error) {
-	e := &encapsulator{}
+	e := &encapsulator{local: local}
 	e.table.Store(NewPeerTable(nil))
 	err = ns.Do(func() error {
 		var err error
