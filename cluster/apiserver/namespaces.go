@@ -147,9 +147,18 @@ func (s *Server) finalizeNamespaces(ctx context.Context, every time.Duration) {
 func (s *Server) bootstrap(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// ensure creates obj unless it exists. Several servers bootstrap at
+	// once: a create that loses a race fails, and the retry finds it.
 	ensure := func(resName, namespace string, obj runtime.Object) error {
 		res := s.reg.lookup(schemaGV(obj), resName)
-		err := s.createObject(ctx, res, namespace, obj, internalUser, false)
+		err := s.store.Get(ctx, res.key(namespace, accessor(obj).GetName()), 0, res.newObj())
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		err = s.createObject(ctx, res, namespace, obj, internalUser, false)
 		if apierrors.IsAlreadyExists(err) {
 			return nil
 		}
