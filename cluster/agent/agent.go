@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/klab-dev/klab/cluster/api"
 	"github.com/klab-dev/klab/cluster/cni"
 	"github.com/klab-dev/klab/cluster/runtime"
 	"github.com/klab-dev/klab/cluster/runtime/image"
@@ -101,6 +102,15 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
+	client, err := api.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	nw, err := startNetwork(ctx, cfg, cs, client, cidr, log)
+	if err != nil {
+		return err
+	}
+	srv.network.Store(nw)
 	a.netReady.Store(true)
 	log.Info("network ready", "podCIDR", cidr, "conflist", path)
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
@@ -24,8 +25,9 @@ import (
 // exec". Clients need a certificate of the cluster CA in system:masters
 // (the API server's kubelet client, or an admin).
 type server struct {
-	pods *podManager
-	log  *slog.Logger
+	pods    *podManager
+	network atomic.Pointer[network]
+	log     *slog.Logger
 }
 
 func (s *server) handler() http.Handler {

@@ -1,6 +1,10 @@
 package api
 
-import "k8s.io/apimachinery/pkg/runtime"
+import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/runtime"
+)
 
 // DeepCopyInto copies s into out.
 func (s *ClusterNetworkStatus) DeepCopyInto(out *ClusterNetworkStatus) {
@@ -8,7 +12,9 @@ func (s *ClusterNetworkStatus) DeepCopyInto(out *ClusterNetworkStatus) {
 	if s.Nodes != nil {
 		out.Nodes = make(map[string]NodeNetworkStatus, len(s.Nodes))
 		for k, v := range s.Nodes {
-			out.Nodes[k] = v // NodeNetworkStatus holds no pointers
+			v.Changes.Added = slices.Clone(v.Changes.Added)
+			v.Changes.Removed = slices.Clone(v.Changes.Removed)
+			out.Nodes[k] = v
 		}
 	}
 }

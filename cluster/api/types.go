@@ -84,6 +84,17 @@ type NodeNetworkStatus struct {
 	Message string `json:"message,omitempty"`
 	// LastTransition is when Mode or Converged last changed.
 	LastTransition metav1.Time `json:"lastTransition,omitempty"`
+	// Changes is what the node's last reconcile removed and added
+	// (devices, routes, FDB and neighbour entries), and Took how long it took.
+	Changes NetworkChanges  `json:"changes,omitzero"`
+	Took    metav1.Duration `json:"took,omitzero"`
+}
+
+// NetworkChanges lists what a reconcile did, one entry a line:
+// "route 10.42.2.0/24 via 10.42.2.0 dev vxlan.calico onlink".
+type NetworkChanges struct {
+	Added   []string `json:"added,omitempty"`
+	Removed []string `json:"removed,omitempty"`
 }
 
 // ClusterNetworkList is a list of ClusterNetworks.
