@@ -454,3 +454,56 @@ func TestIntegrationBenchModes(t *testing.T) {
 		t.Logf("%-17s pod > pod %-28s underlay %-28s ratio %.2f", fmt.Sprintf("%s (%s)", cfg, res[0].Implementation), cmp.Path, cmp.Underlay, cmp.Ratio)
 	}
 }
+
+// TestIntegrationDevices checks the devices' settings, and that a route
+// klab did not make is never replaced.
+func TestIntegrationDevices(t *testing.T) {
+	c := newCluster(t, 1)
+	n1 := c.Nodes[0]
+	h := n1.NS.Netlink()
+	c.mustApply(t, netmodes.Config{Mode: netmodes.VXLAN})
+	l, err := h.LinkByName(vxlan.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := l.(*netlink.Vxlan)
+	if !ok {
+		t.Fatalf("%s is a %s device", vxlan.Device, l.Type())
+	}
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.VxlanId != 4096 || v.Port != 4789 || v.Learning || v.MTU != 1450 || !v.SrcAddr.Equal(n1.IP().AsSlice()) ||
+		v.VtepDevIndex != eth0.Attrs().Index || v.HardwareAddr.String() != n1.MAC().String() {
+		t.Fatalf("vxlan device: vni %d port %d learning %v mtu %d local %s dev %d mac %s", v.VxlanId, v.Port, v.Learning, v.MTU, v.SrcAddr, v.VtepDevIndex, v.HardwareAddr)
+	}
+	c.mustApply(t, netmodes.Config{Mode: netmodes.IPIP})
+	if l, err := h.LinkByName(ipip.Device); err != nil || l.Attrs().MTU != 1480 {
+		t.Fatalf("tunl0: %v, mtu %d", err, l.Attrs().MTU)
+	}
+
+	// A route to n3's block that someone else made stays, and says so.
+	if _, err := c.recs[0].Remove(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	foreign := &netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: &net.IPNet{IP: c.Nodes[2].Block.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)},
+		Gw: c.Nodes[2].IP().AsSlice()}
+	if err := h.RouteAdd(foreign); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.recs[0].Apply(t.Context(), netmodes.Config{Mode: netmodes.VXLAN}, n1.Node, c.Peers())
+	if err == nil || !strings.Contains(err.Error(), "a route to 10.251.3.0/24 exists that klab did not make") {
+		t.Fatalf("error %v", err)
+	}
+	rs, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: foreign.Dst}, netlink.RT_FILTER_DST)
+	if err != nil || len(rs) != 1 || rs[0].Protocol == netmodes.RouteProtocol || !rs[0].Gw.Equal(foreign.Gw) {
+		t.Fatalf("the foreign route changed: %+v %v", rs, err)
+	}
+	if _, err := c.recs[0].Remove(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: foreign.Dst}, netlink.RT_FILTER_DST); len(rs) != 1 {
+		t.Fatal("Remove deleted the foreign route")
+	}
+}

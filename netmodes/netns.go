@@ -43,9 +43,6 @@ func OpenNetns(path string) (*Netns, error) {
 	return &Netns{path: path, ns: ns, h: h}, nil
 }
 
-// Path is where the namespace was opened from ("" for the process's own).
-func (n *Netns) Path() string { return n.path }
-
 // String names the namespace for messages.
 func (n *Netns) String() string {
 	if n.current {

@@ -7,7 +7,6 @@
 package testnet
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -219,24 +217,6 @@ func (l *Lab) Sysctl(ns *NS, key, value string) {
 	must(l.t, ns.Do(func() error {
 		return os.WriteFile(filepath.Join("/proc/sys", key), []byte(value), 0o644)
 	}))
-}
-
-// Command runs name in ns (forked from a thread inside it) and returns its
-// combined output.
-func (l *Lab) Command(ctx context.Context, ns *NS, name string, args ...string) (string, error) {
-	var out []byte
-	var cerr error
-	err := ns.Do(func() error {
-		out, cerr = exec.CommandContext(ctx, name, args...).CombinedOutput()
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	if cerr != nil {
-		return string(out), fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), ns.Name, cerr, out)
-	}
-	return string(out), nil
 }
 
 // Start starts cmd in ns: a process forked from a thread inside the
