@@ -55,6 +55,9 @@ type resource struct {
 	// prepareCreate runs before an object is first stored (allocations,
 	// status reset); it may fail.
 	prepareCreate func(ctx context.Context, s *Server, obj runtime.Object) error
+	// carryOver fills in, before validation, what an update may leave out
+	// and keeps from the stored object (a service's cluster IP).
+	carryOver func(obj, old runtime.Object)
 	// prepareUpdate runs before a main-resource update is stored.
 	prepareUpdate func(ctx context.Context, s *Server, obj, old runtime.Object) error
 	// released runs after an object is deleted.
@@ -136,7 +139,7 @@ func newResources() []*resource {
 		{gv: core, name: "services", singular: "service", kind: "Service", namespaced: true, shortNames: []string{"svc"}, categories: []string{"all"},
 			newObj: func() runtime.Object { return &corev1.Service{} }, newList: func() runtime.Object { return &corev1.ServiceList{} },
 			subresources: []string{"status"}, columns: serviceColumns, cells: serviceCells,
-			defaults: defaultService, validate: validateService,
+			defaults: defaultService, validate: validateService, carryOver: carryOverService,
 			prepareCreate: prepareServiceCreate, prepareUpdate: prepareServiceUpdate, released: releaseService},
 		{gv: core, name: "endpoints", singular: "endpoints", kind: "Endpoints", namespaced: true, shortNames: []string{"ep"}, allowCreateOnUpdate: true,
 			newObj: func() runtime.Object { return &corev1.Endpoints{} }, newList: func() runtime.Object { return &corev1.EndpointsList{} },

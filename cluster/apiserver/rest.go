@@ -457,6 +457,9 @@ func (s *Server) prepareUpdate(ctx context.Context, req *request, obj, old runti
 		if om.GetDeletionTimestamp() != nil && len(m.GetFinalizers()) > len(om.GetFinalizers()) {
 			return apierrors.NewForbidden(res.gr(), req.name, errors.New("no new finalizers can be added if the object is being deleted"))
 		}
+		if res.carryOver != nil {
+			res.carryOver(obj, old)
+		}
 		if res.defaults != nil {
 			res.defaults(obj)
 		}

@@ -330,13 +330,18 @@ func allocatePorts(ctx context.Context, a *allocator, s, old *corev1.Service) er
 	return nil
 }
 
-// prepareServiceUpdate keeps the cluster IP and node ports, allocates
-// node ports for new ports and releases the ones no longer used.
-func prepareServiceUpdate(ctx context.Context, srv *Server, obj, oldObj runtime.Object) error {
+// carryOverService keeps the cluster IP when an update leaves it out.
+func carryOverService(obj, oldObj runtime.Object) {
 	s, old := obj.(*corev1.Service), oldObj.(*corev1.Service)
-	if s.Spec.ClusterIP == "" {
+	if s.Spec.ClusterIP == "" && s.Spec.Type != corev1.ServiceTypeExternalName {
 		s.Spec.ClusterIP, s.Spec.ClusterIPs = old.Spec.ClusterIP, old.Spec.ClusterIPs
 	}
+}
+
+// prepareServiceUpdate keeps the node ports, allocates node ports for new
+// ports and releases the ones no longer used.
+func prepareServiceUpdate(ctx context.Context, srv *Server, obj, oldObj runtime.Object) error {
+	s, old := obj.(*corev1.Service), oldObj.(*corev1.Service)
 	if needsNodePorts(s) {
 		if err := allocatePorts(ctx, srv.alloc, s, old); err != nil {
 			return err
