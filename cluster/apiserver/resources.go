@@ -40,7 +40,7 @@ type resource struct {
 	// noStrategicMerge: strategic merge patch needs Go struct tags that
 	// only the Kubernetes types have.
 	noStrategicMerge bool
-	// createOnly: the resource takes only POST (bindings).
+	// verbs are what discovery lists for the resource.
 	verbs []string
 
 	// fields adds the resource's own field selector fields.

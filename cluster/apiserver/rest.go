@@ -635,13 +635,18 @@ func (s *Server) deletionPending(res *resource, obj runtime.Object, o *metav1.De
 			m.SetFinalizers(appendUnique(m.GetFinalizers(), metav1.FinalizerOrphanDependents))
 		}
 	}
-	if grace, ok := podGracePeriod(obj, o); ok && grace > 0 {
+	grace, isPod := podGracePeriod(obj, o)
+	if isPod && grace > 0 {
 		at := metav1.NewTime(now.Add(time.Duration(grace) * time.Second))
 		if cur := m.GetDeletionTimestamp(); cur == nil || at.Before(cur) {
 			m.SetDeletionTimestamp(&at)
 			m.SetDeletionGracePeriodSeconds(&grace)
 		}
 		return true
+	}
+	if isPod && m.GetDeletionTimestamp() != nil {
+		// Grace 0 (the agent's final delete): only finalizers may hold it now.
+		m.SetDeletionGracePeriodSeconds(&grace)
 	}
 	if len(m.GetFinalizers()) > 0 {
 		if m.GetDeletionTimestamp() == nil {

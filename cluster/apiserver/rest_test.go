@@ -189,3 +189,46 @@ func TestServices(t *testing.T) {
 		t.Fatalf("reuse of a released IP: %v", err)
 	}
 }
+
+// TestFinalizers: an object with finalizers waits for them; a pod's final
+// delete with grace 0 still waits for its finalizers, then goes.
+func TestFinalizers(t *testing.T) {
+	c := apiservertest.Start(t)
+	cs := c.Clientset(t, pki.AdminSpec())
+	ctx := ctxT(t)
+	pods := cs.CoreV1().Pods("default")
+	p := pod("held")
+	p.Spec.NodeName = "node1"
+	p.Finalizers = []string{"klab.dev/test"}
+	if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pods.Delete(ctx, "held", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pods.Delete(ctx, "held", *metav1.NewDeleteOptions(0)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := pods.Get(ctx, "held", metav1.GetOptions{})
+	if err != nil || got.DeletionTimestamp == nil || *got.DeletionGracePeriodSeconds != 0 {
+		t.Fatalf("held by its finalizer: %v %+v", err, got.ObjectMeta)
+	}
+	if _, err := pods.Patch(ctx, "held", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pods.Get(ctx, "held", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("after the last finalizer: %v", err)
+	}
+	// Orphan propagation: the garbage collector's finalizer holds the owner.
+	d, err := cs.AppsV1().Deployments("default").Create(ctx, deployment("owner", 1), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := metav1.DeletePropagationOrphan
+	if err := cs.AppsV1().Deployments("default").Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cs.AppsV1().Deployments("default").Get(ctx, d.Name, metav1.GetOptions{}); err != nil || got.Finalizers[0] != metav1.FinalizerOrphanDependents {
+		t.Fatalf("orphan finalizer: %v %v", err, got.Finalizers)
+	}
+}
