@@ -28,6 +28,10 @@ type boot struct {
 	// klab's node image: the kernel's volume and the base initramfs.
 	kernel string
 	base   []byte
+	// preload is an archive holding the klab binary at its place on the
+	// machines, appended to every machine's initramfs, so that installing
+	// it finds it there (see sshTransport.CopyFile).
+	preload []byte
 	// a cloud image: its volume and virtual size.
 	cloudBase string
 	cloudSize int64
@@ -73,12 +77,35 @@ func (p *Provider) prepareBoot(ctx context.Context, l *conn, c *provision.Cluste
 		if b.kernel, err = uploadFile(l, c.Name, "vmlinuz", "raw", img.Kernel); err != nil {
 			return nil, err
 		}
+		if p.Binary != "" {
+			if b.preload, err = preloadArchive(p.Binary); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if p.boots == nil {
 		p.boots = map[string]*boot{}
 	}
 	p.boots[c.Name] = b
 	return b, nil
+}
+
+// preloadArchive is an uncompressed cpio archive holding the klab binary
+// at provision.NodeBinary.
+func preloadArchive(binary string) ([]byte, error) {
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		return nil, fmt.Errorf("klab binary: %w", err)
+	}
+	var buf bytes.Buffer
+	c := image.NewCPIO(&buf)
+	if err := c.File(provision.NodeBinary, data, 0o755); err != nil {
+		return nil, err
+	}
+	if err := c.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // emulator reads libvirt's capabilities: the x86-64 emulator, and whether
@@ -293,7 +320,7 @@ func (p *Provider) createMachine(ctx context.Context, l *conn, c *provision.Clus
 		if err != nil {
 			return err
 		}
-		if d.Initrd, err = uploadBytes(l, c.Name, n.Name+".initrd", "raw", b.base, archive); err != nil {
+		if d.Initrd, err = uploadBytes(l, c.Name, n.Name+".initrd", "raw", b.base, b.preload, archive); err != nil {
 			return err
 		}
 		d.Kernel, d.Cmdline = b.kernel, Cmdline(c, n)
@@ -384,7 +411,7 @@ func (p *Provider) waitBoot(ctx context.Context, l *conn, c *provision.Cluster, 
 		}
 		last = err
 		if msg := err.Error(); strings.Contains(msg, "host key mismatch") || strings.Contains(msg, "unable to authenticate") {
-			return fmt.Errorf("%s: %w", n.Name, err)
+			return err // it names the node
 		}
 		select {
 		case <-ctx.Done():

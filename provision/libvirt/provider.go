@@ -12,9 +12,13 @@ package libvirt
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -121,7 +125,39 @@ func (p *Provider) Transport(c *provision.Cluster, node string) (transport.Trans
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return p.dial(ctx, c, n, 10*time.Second)
+	t, err := p.dial(ctx, c, n, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &sshTransport{SSH: t}, nil
+}
+
+// sshTransport is SSH that copies a file only when the machine does not
+// have it already: klab's image boots with the klab binary in place.
+type sshTransport struct {
+	*transport.SSH
+}
+
+// CopyFile implements transport.Transport. It compares the SHA-256 and
+// mode of path on the machine with the local file's, and copies only
+// when they differ.
+func (s *sshTransport) CopyFile(ctx context.Context, local, path string, mode fs.FileMode) error {
+	f, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	want := fmt.Sprintf("%x %o", h.Sum(nil), mode.Perm())
+	out, err := transport.Output(ctx, s.SSH, "sh", "-c", `set -e; s=$(sha256sum "$1"); m=$(stat -c %a "$1"); echo "${s%% *} $m"`, "sh", path)
+	if err == nil && strings.TrimSpace(string(out)) == want {
+		return nil
+	}
+	return s.SSH.CopyFile(ctx, local, path, mode)
 }
 
 func (p *Provider) dial(ctx context.Context, c *provision.Cluster, n provision.Node, timeout time.Duration) (*transport.SSH, error) {

@@ -1,0 +1,317 @@
+package libvirt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/klab-dev/klab/cluster/install"
+	"github.com/klab-dev/klab/internal/testutil"
+	"github.com/klab-dev/klab/provision"
+	"github.com/klab-dev/klab/provision/image"
+	"github.com/klab-dev/klab/provision/transport"
+)
+
+// requireLibvirt skips unless root, a running libvirtd and a kernel for
+// the node image are at hand. Cluster state goes to a temporary directory.
+func requireLibvirt(t testing.TB) *Provider {
+	t.Helper()
+	testutil.RequireRoot(t)
+	p := New("", Options{URI: DefaultURI})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Check(ctx); err != nil {
+		t.Skipf("needs libvirt (.ci/start-libvirt starts it): %v", err)
+	}
+	if _, err := image.KernelAvailable(p.Opts.Image); err != nil {
+		t.Skipf("needs a kernel for the node image (.ci/libvirt-deps downloads one): %v", err)
+	}
+	t.Setenv("KLAB_STATE_DIR", t.TempDir())
+	return p
+}
+
+// testName is a cluster name for a test: "kv" and random hex.
+func testName(t testing.TB) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return "kv" + hex.EncodeToString(b)
+}
+
+// hostUses reports whether the host has an address in one of c's subnets.
+func hostUses(c *provision.Cluster) bool {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			for _, s := range c.Subnets {
+				if ipn.Contains(s.CIDR.Addr().AsSlice()) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// reserve plans and records a cluster, as "up" does.
+func reserve(t testing.TB, o provision.PlanOptions) *provision.Cluster {
+	t.Helper()
+	c, err := provision.Reserve(o.Name, func(slot int) (*provision.Cluster, error) {
+		o.Slot = slot
+		return provision.Plan(o)
+	}, hostUses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// leftovers lists what libvirt still has of a cluster.
+func leftovers(t testing.TB, cluster string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := connect(ctx, DefaultURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var out []string
+	prefix := "klab-" + cluster
+	doms, _, _ := l.ConnectListAllDomains(1, 0)
+	for _, d := range doms {
+		if strings.HasPrefix(d.Name, prefix) {
+			out = append(out, "domain "+d.Name)
+		}
+	}
+	nets, _, _ := l.ConnectListAllNetworks(1, 0)
+	for _, n := range nets {
+		if strings.HasPrefix(n.Name, prefix) {
+			out = append(out, "network "+n.Name)
+		}
+	}
+	pools, _, _ := l.ConnectListAllStoragePools(1, 0)
+	for _, p := range pools {
+		if strings.HasPrefix(p.Name, prefix) {
+			out = append(out, "pool "+p.Name)
+		}
+	}
+	for _, f := range []string{PoolDir(cluster), provision.Dir(cluster)} {
+		if _, err := os.Stat(f); !errors.Is(err, fs.ErrNotExist) {
+			out = append(out, "file "+f)
+		}
+	}
+	return out
+}
+
+func run(t testing.TB, tr transport.Transport, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := transport.Output(ctx, tr, args...)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestIntegrationUpDown brings a master and two nodes up as VMs through
+// the install pipeline, checks each VM, and takes the cluster down again.
+func TestIntegrationUpDown(t *testing.T) {
+	p := requireLibvirt(t)
+	p.Binary = testutil.KlabBinary(t)
+	name := testName(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	down := func() error {
+		return install.Down(ctx, name, func(string) (provision.Provider, error) { return p, nil }, nil)
+	}
+	start := time.Now()
+	c, err := install.Up(ctx, install.Options{
+		Plan:     provision.PlanOptions{Name: name, Masters: 1, Workers: 2, Subnets: 1},
+		Provider: p, Binary: p.Binary,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster %s up in %s", name, time.Since(start).Round(time.Millisecond))
+	defer func() {
+		if len(leftovers(t, name)) > 0 {
+			down()
+		}
+	}()
+	states, err := p.Nodes(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range states {
+		if s.State != "running" || !strings.Contains(s.Detail, DomainName(name, s.Name)) {
+			t.Errorf("node %s: %s (%s)", s.Name, s.State, s.Detail)
+		}
+	}
+	for _, n := range c.Nodes {
+		tr, err := p.Transport(c, n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := run(t, tr, "hostname"); got != n.Name {
+			t.Errorf("hostname on %s: %q", n.Name, got)
+		}
+		// The kernel modules the pod network needs are loaded, and
+		// the supervisor's directories and cgroup2 are there.
+		run(t, tr, "sh", "-c", "test -d /sys/module/ipip && test -d /sys/module/vxlan && test -d /sys/module/nf_tables && test -d /sys/module/veth && test -d /sys/module/bridge")
+		run(t, tr, "sh", "-c", "grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts && grep -q ' /var/lib/klab ext4 ' /proc/mounts && test -S /run/klab/supervise.sock")
+		run(t, tr, provision.NodeBinary, "supervise", "status")
+		for _, o := range c.Nodes {
+			if o.Name != n.Name {
+				run(t, tr, "ping", "-c1", "-W5", o.IP.String())
+			}
+		}
+		tr.Close()
+	}
+	log, local, err := p.SerialLog(c, "node1")
+	if err != nil || !local {
+		t.Fatalf("serial log %s local %v: %v", log, local, err)
+	}
+	if b, err := os.ReadFile(log); err != nil || !strings.Contains(string(b), "klab: node1 is up") {
+		t.Errorf("serial log %s: %v", log, err)
+	}
+
+	if err := down(); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(t, name); len(left) > 0 {
+		t.Errorf("after down: %v", left)
+	}
+	// Deleting again finds nothing to do.
+	if err := p.Delete(ctx, c); err != nil {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+// TestIntegrationHostKeyReplaced replaces a VM by one with another host
+// key at the same address: klab refuses to talk to it.
+func TestIntegrationHostKeyReplaced(t *testing.T) {
+	p := requireLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	c := reserve(t, provision.PlanOptions{Name: testName(t), Provider: "libvirt", Masters: 1, Subnets: 1})
+	defer func() {
+		if err := p.Delete(context.Background(), c); err != nil {
+			t.Error(err)
+		}
+		provision.Remove(c.Name)
+	}()
+	if err := p.CreateNetwork(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreateNodes(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := p.Transport(c, "master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+
+	// The impostor: same domain, same address, a host key klab never pinned.
+	l, err := connect(ctx, p.Opts.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	priv, pub, err := transport.NewKey("impostor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	userPub, _ := ensureUserKey(c.Name)
+	archive, err := image.NodeArchive(image.NodeConfig{HostKey: priv, HostKeyPub: pub, AuthorizedKeys: []string{userPub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := l.DomainLookupByName(DomainName(c.Name, "master"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DomainDestroyFlags(dom, golibvirt.DomainDestroyDefault); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uploadBytes(l, c.Name, "master.initrd", "raw", p.boots[c.Name].base, archive); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DomainCreate(dom); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadState(c.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, _ := c.Node("master")
+	err = p.waitBoot(ctx, l, c, st, master)
+	if err == nil || !strings.Contains(err.Error(), "host key mismatch") || !strings.Contains(err.Error(), "refusing to connect") {
+		t.Fatalf("replaced VM: %v, want a host key mismatch", err)
+	}
+	t.Logf("refused: %v", err)
+	if _, err := p.Transport(c, "master"); err == nil || !strings.Contains(err.Error(), "host key mismatch") {
+		t.Errorf("Transport to the replaced VM: %v", err)
+	}
+}
+
+// BenchmarkIntegrationBootToSSH measures how long klab's image takes from
+// the domain's definition to an SSH session (one VM, master only).
+func BenchmarkIntegrationBootToSSH(b *testing.B) {
+	p := requireLibvirt(b)
+	ctx := context.Background()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c := reserve(b, provision.PlanOptions{Name: testName(b), Provider: "libvirt", Masters: 1, Subnets: 1})
+		if err := p.CreateNetwork(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		err := p.CreateNodes(ctx, c)
+		total += time.Since(start)
+		b.StopTimer()
+		derr := p.Delete(ctx, c)
+		provision.Remove(c.Name)
+		if err != nil || derr != nil {
+			b.Fatal(errors.Join(err, derr))
+		}
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/boot")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkIntegrationReadyCluster measures "up" of a 3-VM cluster
+// (master and two nodes) until it is ready.
+func BenchmarkIntegrationReadyCluster(b *testing.B) {
+	p := requireLibvirt(b)
+	p.Binary = testutil.KlabBinary(b)
+	ctx := context.Background()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		name := testName(b)
+		start := time.Now()
+		_, err := install.Up(ctx, install.Options{Plan: provision.PlanOptions{Name: name, Masters: 1, Workers: 2, Subnets: 1}, Provider: p, Binary: p.Binary})
+		total += time.Since(start)
+		b.StopTimer()
+		derr := install.Down(ctx, name, func(string) (provision.Provider, error) { return p, nil }, nil)
+		if err != nil || derr != nil {
+			b.Fatal(fmt.Errorf("up: %v; down: %v", err, derr))
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/cluster")
+	b.ReportMetric(0, "ns/op")
+}
