@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,7 +32,9 @@ func storeError(err error, gr schema.GroupResource, name string) error {
 	case errors.Is(err, store.ErrFuture):
 		return apierrors.NewTimeoutError("Too large resource version: the store has not reached it yet", 1)
 	case errors.Is(err, context.DeadlineExceeded):
-		return apierrors.NewTimeoutError(fmt.Sprintf("etcd did not answer in time for %s %q", gr, name), 1)
+		return apierrors.NewTimeoutError(fmt.Sprintf("etcd did not answer in time for %s %q: is it up? (klab logs --node MASTER etcd)", gr, name), 1)
+	case grpcstatus.Code(err) == codes.Unavailable:
+		return apierrors.NewServiceUnavailable(fmt.Sprintf("etcd is unavailable: %v: is it up? (klab logs --node MASTER etcd)", err))
 	}
 	var se apierrors.APIStatus
 	if errors.As(err, &se) {

@@ -185,8 +185,17 @@ func gvString(gv schema.GroupVersion) string {
 	return gv.String()
 }
 
+// requestTimeout bounds a request that does not stream, as upstream's
+// default --request-timeout does.
+const requestTimeout = time.Minute
+
 func (s *Server) dispatch(w http.ResponseWriter, req *request) {
 	var err error
+	if _, streams := kubeletPaths[req.sub]; !streams && req.verb != "watch" {
+		ctx, cancel := context.WithTimeout(req.Context(), requestTimeout)
+		defer cancel()
+		req.Request = req.WithContext(ctx)
+	}
 	switch {
 	case req.sub == "log" || req.sub == "exec" || req.sub == "attach" || req.sub == "portforward":
 		err = s.proxyToNode(w, req)
