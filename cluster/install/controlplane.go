@@ -309,3 +309,40 @@ func (cp *controlPlane) started(ctx context.Context, pr *progress.Printer) error
 		return err
 	})
 }
+
+// waitReaped waits until no process of the cluster is left on this host,
+// dead ones included. Down kills every process of a machine at once, so
+// the components its supervisor ran (etcd, the API server, the agent)
+// lose their parent and become orphans of the host's init, which reaps
+// them on its own schedule; until then they still show in /proc with the
+// cluster's cgroup.
+func waitReaped(ctx context.Context, cluster string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	mark := "/klab/" + cluster + "/"
+	wait := 5 * time.Millisecond
+	for {
+		pids := clusterPIDs(mark)
+		if len(pids) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("processes %v of cluster %s are dead but were not reaped by the host's init (pid 1)", pids, cluster)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// clusterPIDs lists the processes whose cgroup path contains mark.
+func clusterPIDs(mark string) []string {
+	files, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	var pids []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), mark) {
+			pids = append(pids, filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return pids
+}

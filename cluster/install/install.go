@@ -258,6 +258,9 @@ func deleteCluster(ctx context.Context, p provision.Provider, c *provision.Clust
 	if err := p.Delete(ctx, c); err != nil {
 		return err
 	}
+	if err := waitReaped(ctx, c.Name); err != nil {
+		return err
+	}
 	return provision.Remove(c.Name)
 }
 
