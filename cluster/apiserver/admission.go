@@ -264,8 +264,6 @@ func validatePod(obj, old runtime.Object) field.ErrorList {
 	return errs
 }
 
-func validateNamespace(obj, old runtime.Object) field.ErrorList { return nil }
-
 func validateNode(obj, old runtime.Object) field.ErrorList {
 	n := obj.(*corev1.Node)
 	var errs field.ErrorList
@@ -290,8 +288,6 @@ func validateNode(obj, old runtime.Object) field.ErrorList {
 	}
 	return errs
 }
-
-func validateMetaOnly(obj, old runtime.Object) field.ErrorList { return nil }
 
 func validateDataKeys[V any](data map[string]V, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
@@ -546,8 +542,6 @@ func validateClusterNetwork(obj, old runtime.Object) field.ErrorList {
 	}
 	return errs
 }
-
-func defaultBGPPeer(obj runtime.Object) {}
 
 func validateBGPPeer(obj, old runtime.Object) field.ErrorList {
 	b := obj.(*api.BGPPeer)
