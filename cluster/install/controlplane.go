@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/klab-dev/klab/cluster/apiserver"
+	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/pki"
 	"github.com/klab-dev/klab/cluster/store"
 	"github.com/klab-dev/klab/cluster/supervisor"
@@ -32,22 +33,21 @@ const (
 
 // Files on the machines, where the components look for them.
 const (
-	pkiDir                   = apiserver.PKIDir
-	AgentKubeconfig          = provision.NodeConfigDir + "/agent.kubeconfig"
-	SchedulerKubeconfig      = provision.NodeConfigDir + "/scheduler.kubeconfig"
-	ControllersKubeconfig    = provision.NodeConfigDir + "/controller-manager.kubeconfig"
-	etcdDataDir              = provision.NodeStateDir + "/etcd"
-	readyTimeout             = 2 * time.Minute
-	kubeconfigClusterNameFmt = "klab-%s"
+	pkiDir                = apiserver.PKIDir
+	AgentKubeconfig       = provision.NodeConfigDir + "/agent.kubeconfig"
+	SchedulerKubeconfig   = provision.NodeConfigDir + "/scheduler.kubeconfig"
+	ControllersKubeconfig = provision.NodeConfigDir + "/controller-manager.kubeconfig"
+	etcdDataDir           = provision.NodeStateDir + "/etcd"
 )
+
+// readyTimeout bounds the wait for the API servers after their start.
+const readyTimeout = 2 * time.Minute
 
 // PKIDir is where a cluster's CA lives on the host.
 func PKIDir(cluster string) string { return filepath.Join(provision.Dir(cluster), "pki") }
 
 // KubeconfigPath is where up writes the cluster's admin kubeconfig.
-func KubeconfigPath(cluster string) string {
-	return filepath.Join(provision.Dir(cluster), "kubeconfig")
-}
+func KubeconfigPath(cluster string) string { return client.KubeconfigPath(cluster) }
 
 // controlPlane is what up installs for the control plane: the CA, the
 // certificates of etcd, the API server, the components and the nodes,
@@ -67,7 +67,7 @@ func prepareControlPlane(c *provision.Cluster) (*controlPlane, error) {
 	if len(masters) == 0 {
 		return nil, errors.New("the cluster has no master to run the control plane")
 	}
-	ca, _, err := pki.LoadOrCreateCA(PKIDir(c.Name), fmt.Sprintf(kubeconfigClusterNameFmt, c.Name))
+	ca, _, err := pki.LoadOrCreateCA(PKIDir(c.Name), "klab-"+c.Name)
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
@@ -157,7 +157,8 @@ func prepareControlPlane(c *provision.Cluster) (*controlPlane, error) {
 	return cp, nil
 }
 
-func (cp *controlPlane) clusterName() string { return fmt.Sprintf(kubeconfigClusterNameFmt, cp.c.Name) }
+// clusterName names the cluster in kubeconfigs.
+func (cp *controlPlane) clusterName() string { return "klab-" + cp.c.Name }
 
 func url(ip netip.Addr, port int) string {
 	return "https://" + net.JoinHostPort(ip.String(), strconv.Itoa(port))
