@@ -124,7 +124,8 @@ func (c *endpoints) sync(ctx context.Context, key string) error {
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: maps.Clone(svc.Labels)},
 			Subsets:    subsets,
 		}
-		if _, err := c.cs.CoreV1().Endpoints(ns).Create(ctx, ep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		// AlreadyExists too is an error: our cache is behind, try again.
+		if _, err := c.cs.CoreV1().Endpoints(ns).Create(ctx, ep, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create endpoints %s: %w", key, err)
 		}
 		return nil

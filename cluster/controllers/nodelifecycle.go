@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -261,9 +263,20 @@ func (c *nodeLifecycle) setTaint(ctx context.Context, node, key string) error {
 	if slices.EqualFunc(want, n.Spec.Taints, func(a, b v1.Taint) bool { return a.MatchTaint(&b) }) {
 		return nil
 	}
-	upd := n.DeepCopy()
-	upd.Spec.Taints = want
-	if _, err := c.cs.CoreV1().Nodes().Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+	// A patch of the taints alone, guarded by the resourceVersion: the
+	// cached node's status may be older than the agent's last report.
+	if want == nil {
+		want = []v1.Taint{}
+	}
+	meta := map[string]any{}
+	if n.ResourceVersion != "" {
+		meta["resourceVersion"] = n.ResourceVersion
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta, "spec": map[string]any{"taints": want}})
+	if err != nil {
+		return err
+	}
+	if _, err := c.cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("set taints of node %s: %w", node, err)
 	}
 	if key != "" {
