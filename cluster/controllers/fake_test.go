@@ -363,4 +363,3 @@ func TestEndpointsController(t *testing.T) {
 	}
 	testutil.Poll(t, 10*time.Second, "endpoints deleted with the service", func() bool { return ep() == nil })
 }
-
