@@ -93,7 +93,13 @@ func Kubectl(t testing.TB) string {
 		t.Fatalf("kubectl module: %v", err)
 	}
 	tmp := bin + ".tmp"
-	if err := run("build", "-o", tmp, "."); err != nil {
+	// The version kubectl reports (and checks against the server's).
+	var ldflags []string
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		ldflags = append(ldflags, "-X", pkg+".gitVersion="+strings.Replace(KubectlVersion, "v0.", "v1.", 1),
+			"-X", pkg+".gitMajor=1", "-X", pkg+".gitMinor="+strings.Split(KubectlVersion, ".")[1])
+	}
+	if err := run("build", "-ldflags", strings.Join(ldflags, " "), "-o", tmp, "."); err != nil {
 		t.Fatalf("build kubectl: %v", err)
 	}
 	if err := os.Rename(tmp, bin); err != nil {
