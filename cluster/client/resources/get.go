@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -218,6 +219,10 @@ func (c *Client) tables(ctx context.Context, t Target, ns string, o GetOptions) 
 			}
 		}
 		b, err := req.Do(ctx).Raw()
+		if apierrors.IsNotFound(err) && name != "" {
+			// The raw client words a 404 generically; say what is missing.
+			err = apierrors.NewNotFound(t.Mapping.Resource.GroupResource(), name)
+		}
 		if err != nil {
 			return nil, notFound(c.connErr(err), t.Mapping, ns)
 		}
