@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,12 @@ var DefaultModules = []string{
 	"nf_tables", "nft_*", "nf_conntrack", "nf_nat", "nf_reject_ipv4", "nfnetlink",
 }
 
+// DefaultTools are host programs copied into the image, with the libraries
+// they need, when the host has them: the full iproute2 and nftables tools
+// and tcpdump, to look at a node's network in more detail than busybox
+// can. They are conveniences; a host without them builds an image without.
+var DefaultTools = []string{"ip", "bridge", "ss", "nft", "tcpdump"}
+
 // Options say what to build the image from. Without a kernel, Build uses
 // the host's (/boot and /lib/modules) when present and complete, or the
 // newest kernel package in KernelCache.
@@ -48,7 +55,10 @@ type Options struct {
 	Busybox   string // default: busybox on $PATH
 	SSHD      string // default: /usr/sbin/sshd
 	Modules   []string
-	CacheDir  string // default: CacheDir()
+	// Tools are programs (names on $PATH, or paths) put in /usr/sbin;
+	// nil means DefaultTools, which are skipped when missing.
+	Tools    []string
+	CacheDir string // default: CacheDir()
 }
 
 // Image is a built node image.
@@ -406,6 +416,16 @@ func writeBase(ctx context.Context, w io.Writer, k kernel, o Options) (int, erro
 		return 0, fmt.Errorf("%s --list-full: %w", o.Busybox, err)
 	}
 	own := map[string]bool{"bin/busybox": true, "usr/sbin/sshd": true, "init": true}
+	tools, err := findTools(o.Tools)
+	if err != nil {
+		return 0, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(tools)) {
+		if err := addBinary(c, tools[name], "/usr/sbin/"+name, seen); err != nil {
+			return 0, fmt.Errorf("tool %s: %w", name, err)
+		}
+		own["usr/sbin/"+name] = true
+	}
 	for _, applet := range strings.Fields(string(out)) {
 		applet = strings.TrimPrefix(applet, "/")
 		if own[applet] {
@@ -470,6 +490,30 @@ func writeBase(ctx context.Context, w io.Writer, k kernel, o Options) (int, erro
 		return 0, err
 	}
 	return len(mods), c.Close()
+}
+
+// findTools resolves tool names to programs. Without an explicit list,
+// DefaultTools that the host lacks are left out.
+func findTools(names []string) (map[string]string, error) {
+	optional := names == nil
+	if optional {
+		names = DefaultTools
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		p, err := exec.LookPath(n)
+		if err != nil {
+			if optional {
+				continue
+			}
+			return nil, fmt.Errorf("tool %s: %w", n, err)
+		}
+		if p, err = filepath.EvalSymlinks(p); err != nil {
+			return nil, err
+		}
+		out[filepath.Base(n)] = p
+	}
+	return out, nil
 }
 
 // addBinary adds an executable at path and, when it is dynamically

@@ -118,6 +118,7 @@ func TestBuildErrors(t *testing.T) {
 		{Options{KernelDir: t.TempDir()}, "no vmlinuz-VERSION"},
 		{Options{KernelDir: kdir, Modules: []string{"wireguard"}}, "wireguard is neither built in nor in modules.dep"},
 		{Options{KernelDir: kdir, SSHD: "/nonexistent/sshd"}, "sshd not found"},
+		{Options{KernelDir: kdir, Modules: []string{"ipip"}, Tools: []string{"no-such-tool-x"}}, "tool no-such-tool-x"},
 	} {
 		tc.o.CacheDir = t.TempDir()
 		_, err := Build(context.Background(), tc.o)

@@ -131,3 +131,14 @@ func TestNodeArchive(t *testing.T) {
 		}
 	}
 }
+
+func TestConcat(t *testing.T) {
+	got := Concat([]byte("abcde"), nil, []byte("0707"), []byte("xy"), []byte("z"))
+	var all []byte
+	for _, p := range got {
+		all = append(all, p...)
+	}
+	if want := "abcde\x00\x00\x000707xy\x00\x00z"; string(all) != want {
+		t.Errorf("got %q, want %q", all, want)
+	}
+}

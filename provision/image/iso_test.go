@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/klab-dev/klab/internal/testutil"
 )
 
@@ -144,6 +146,28 @@ func TestSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, files := readISO(t, s, 17)
+	for _, name := range []string{"meta-data", "user-data", "network-config"} {
+		var v map[string]any
+		if err := yaml.Unmarshal([]byte(files[name]), &v); err != nil {
+			t.Errorf("%s is not YAML: %v\n%s", name, err, files[name])
+		}
+	}
+	var ud struct {
+		SSHKeys map[string]string `json:"ssh_keys"`
+		Users   []struct {
+			Name string   `json:"name"`
+			Keys []string `json:"ssh_authorized_keys"`
+		} `json:"users"`
+	}
+	if err := yaml.Unmarshal([]byte(files["user-data"]), &ud); err != nil {
+		t.Fatal(err)
+	}
+	if ud.SSHKeys["ed25519_private"] != "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n" || ud.SSHKeys["ed25519_public"] != "ssh-ed25519 BBBB" {
+		t.Errorf("ssh_keys %q", ud.SSHKeys)
+	}
+	if len(ud.Users) != 1 || ud.Users[0].Name != "root" || len(ud.Users[0].Keys) != 1 || ud.Users[0].Keys[0] != "ssh-ed25519 AAAA klab@c" {
+		t.Errorf("users %+v", ud.Users)
+	}
 	for name, want := range map[string][]string{
 		"meta-data":      {"instance-id: klab-c-node1", "local-hostname: node1"},
 		"user-data":      {"#cloud-config", `- "ssh-ed25519 AAAA klab@c"`, "    -----BEGIN OPENSSH PRIVATE KEY-----\n    abc\n", "ExecStart=/usr/local/bin/klab supervise", "net.ipv4.ip_forward = 0"},

@@ -100,3 +100,24 @@ func Seed(s SeedConfig) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// Concat lays out archives one after the other as a single initramfs:
+// the kernel takes an uncompressed archive for one only where it starts
+// on a 4-byte boundary, so zero padding (which it skips) goes between
+// them. It returns the pieces to write in order.
+func Concat(archives ...[]byte) [][]byte {
+	var out [][]byte
+	off := 0
+	for _, a := range archives {
+		if len(a) == 0 {
+			continue
+		}
+		if r := off % 4; r != 0 {
+			out = append(out, make([]byte, 4-r))
+			off += 4 - r
+		}
+		out = append(out, a)
+		off += len(a)
+	}
+	return out
+}

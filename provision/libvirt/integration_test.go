@@ -245,7 +245,7 @@ func TestIntegrationHostKeyReplaced(t *testing.T) {
 	if err := l.DomainDestroyFlags(dom, golibvirt.DomainDestroyDefault); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := uploadBytes(l, c.Name, "master.initrd", "raw", p.boots[c.Name].base, archive); err != nil {
+	if _, err := uploadBytes(l, c.Name, "master.initrd", "raw", image.Concat(p.boots[c.Name].base, archive)...); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.DomainCreate(dom); err != nil {

@@ -320,7 +320,7 @@ func (p *Provider) createMachine(ctx context.Context, l *conn, c *provision.Clus
 		if err != nil {
 			return err
 		}
-		if d.Initrd, err = uploadBytes(l, c.Name, n.Name+".initrd", "raw", b.base, b.preload, archive); err != nil {
+		if d.Initrd, err = uploadBytes(l, c.Name, n.Name+".initrd", "raw", image.Concat(b.base, b.preload, archive)...); err != nil {
 			return err
 		}
 		d.Kernel, d.Cmdline = b.kernel, Cmdline(c, n)
@@ -381,7 +381,7 @@ func (p *Provider) bootTimeout(st *state) time.Duration {
 	case st.Accel == AccelKVM:
 		return 2 * time.Minute
 	}
-	return 6 * time.Minute
+	return 5 * time.Minute
 }
 
 // waitBoot waits until a machine's sshd answers with its pinned host key

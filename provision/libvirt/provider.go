@@ -11,6 +11,7 @@
 package libvirt
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/klab-dev/klab/provision"
 	"github.com/klab-dev/klab/provision/image"
 	"github.com/klab-dev/klab/provision/transport"
+	"github.com/klab-dev/klab/templates"
 )
 
 // Accelerators.
@@ -56,7 +58,7 @@ type Options struct {
 	// DiskGiB is the size of a machine's disk (default 8; sparse).
 	DiskGiB int
 	// BootTimeout bounds the wait for a machine's sshd (default 2 minutes
-	// with KVM, 6 minutes with emulation).
+	// with KVM, 5 minutes with emulation).
 	BootTimeout time.Duration
 }
 
@@ -133,9 +135,36 @@ func (p *Provider) Transport(c *provision.Cluster, node string) (transport.Trans
 }
 
 // sshTransport is SSH that copies a file only when the machine does not
-// have it already: klab's image boots with the klab binary in place.
+// have it already (klab's image boots with the klab binary in place), and
+// that runs the supervisor as a systemd unit on machines with systemd
+// (cloud images).
 type sshTransport struct {
 	*transport.SSH
+}
+
+// SupervisorUnit is the systemd unit that runs "klab supervise" on
+// machines with systemd.
+const SupervisorUnit = "klab-supervise.service"
+
+// Start implements transport.Transport. "klab supervise" on a machine run
+// by systemd becomes the unit SupervisorUnit (templates/systemd), so that
+// systemd keeps it, and starts it again after a reboot; everything else,
+// and everything on klab's image, starts detached as transport.SSH does.
+func (s *sshTransport) Start(ctx context.Context, c transport.Cmd, logPath string) error {
+	if len(c.Args) != 2 || c.Args[0] != provision.NodeBinary || c.Args[1] != "supervise" || len(c.Env) > 0 {
+		return s.SSH.Start(ctx, c, logPath)
+	}
+	if err := s.SSH.Run(ctx, transport.Cmd{Args: []string{"test", "-d", "/run/systemd/system"}}); err != nil {
+		return s.SSH.Start(ctx, c, logPath)
+	}
+	unit, err := templates.File("systemd/" + SupervisorUnit)
+	if err != nil {
+		return err
+	}
+	if err := s.SSH.WriteFile(ctx, "/etc/systemd/system/"+SupervisorUnit, bytes.NewReader(unit), 0o644); err != nil {
+		return err
+	}
+	return s.SSH.Run(ctx, transport.Cmd{Args: []string{"sh", "-c", "mkdir -p " + provision.NodeLogDir + " && systemctl daemon-reload && systemctl enable --now " + SupervisorUnit}})
 }
 
 // CopyFile implements transport.Transport. It compares the SHA-256 and
