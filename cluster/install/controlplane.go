@@ -347,3 +347,22 @@ func clusterPIDs(mark string) []string {
 	}
 	return pids
 }
+
+// UserKubeconfig issues a client certificate from the cluster's CA for
+// user in groups (pki.GroupView for a read-only user) and renders a
+// kubeconfig with it for the first master's API server.
+func UserKubeconfig(c *provision.Cluster, user string, groups []string) ([]byte, error) {
+	ca, err := pki.LoadCA(PKIDir(c.Name))
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w (is it up? only root reads its CA)", c.Name, err)
+	}
+	masters := c.Masters()
+	if len(masters) == 0 {
+		return nil, fmt.Errorf("cluster %q has no master", c.Name)
+	}
+	kp, err := ca.Issue(pki.Spec{CommonName: user, Organization: groups, Usage: pki.ClientAuth})
+	if err != nil {
+		return nil, err
+	}
+	return apiserver.Kubeconfig("klab-"+c.Name, url(masters[0].IP, apiserver.DefaultPort), ca.CertPEM(), kp.CertPEM, kp.KeyPEM, user)
+}

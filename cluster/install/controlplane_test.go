@@ -2,7 +2,9 @@ package install
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/klab-dev/klab/cluster/pki"
 	"github.com/klab-dev/klab/cluster/supervisor"
 	"github.com/klab-dev/klab/internal/testutil"
 	"github.com/klab-dev/klab/provision"
@@ -215,4 +218,34 @@ func TestIntegrationControlPlaneHA(t *testing.T) {
 		t.Fatalf("read through master3: %v", err)
 	}
 	downAndCheck(t, c, p)
+}
+
+func TestUserKubeconfig(t *testing.T) {
+	t.Setenv("KLAB_STATE_DIR", t.TempDir())
+	c, _ := provision.Plan(provision.PlanOptions{Name: "uk", Masters: 1, Workers: 1, Subnets: 1})
+	if _, err := UserKubeconfig(c, "student", []string{pki.GroupView}); err == nil {
+		t.Fatal("a kubeconfig without a CA")
+	}
+	if _, err := prepareControlPlane(c); err != nil {
+		t.Fatal(err)
+	}
+	b, err := UserKubeconfig(c, "student", []string{pki.GroupView})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host != "https://192.168.34.10:6443" {
+		t.Errorf("server %s", cfg.Host)
+	}
+	block, _ := pem.Decode(cfg.CertData)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != "student" || len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != pki.GroupView {
+		t.Errorf("subject %v", cert.Subject)
+	}
 }

@@ -12,6 +12,9 @@ import (
 	"github.com/klab-dev/klab/cluster/apiserver"
 	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/etcd"
+	"github.com/klab-dev/klab/cluster/install"
+	"github.com/klab-dev/klab/cluster/pki"
+	"github.com/klab-dev/klab/provision"
 )
 
 // addControlPlane adds the control plane's components (etcd, apiserver)
@@ -109,15 +112,31 @@ CA; "klab up" starts one on every master under its supervisor.`,
 
 func (a *app) kubeconfigCmd() *cobra.Command {
 	var path bool
+	var view string
 	cmd := &cobra.Command{
 		Use:   "kubeconfig",
 		Short: "Print the cluster's admin kubeconfig (or its path)",
 		Long: `Print the admin kubeconfig that "klab up" wrote: the API server's address, the
-cluster CA and an admin client certificate. kubectl and client-go use it.`,
+cluster CA and an admin client certificate. kubectl and client-go use it.
+With --view, print a new kubeconfig for a read-only user instead: its
+certificate, issued from the cluster CA, puts it in the group klab:view.`,
 		Example: `  sudo klab kubeconfig > ~/.kube/klab.yaml
-  export KUBECONFIG=$(sudo klab kubeconfig --path)`,
+  export KUBECONFIG=$(sudo klab kubeconfig --path)
+  sudo klab kubeconfig --view student > student.yaml   # may read, not write`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if view != "" {
+				c, err := provision.Load(a.cluster)
+				if err != nil {
+					return err
+				}
+				b, err := install.UserKubeconfig(c, view, []string{pki.GroupView})
+				if err != nil {
+					return err
+				}
+				_, err = a.stdout.Write(b)
+				return err
+			}
 			p := client.KubeconfigPath(a.cluster)
 			if path {
 				fmt.Fprintln(a.stdout, p)
@@ -137,5 +156,7 @@ cluster CA and an admin client certificate. kubectl and client-go use it.`,
 		},
 	}
 	cmd.Flags().BoolVar(&path, "path", false, "print the file's path instead")
+	cmd.Flags().StringVar(&view, "view", "", "print a kubeconfig for a new read-only user of this name")
+	cmd.MarkFlagsMutuallyExclusive("path", "view")
 	return cmd
 }
