@@ -68,17 +68,39 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, le LeaderElection, 
 	if err != nil {
 		return fmt.Errorf("leader election lock %s/%s: %w", le.Namespace, le.Name, err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The elector's context outlives ctx until fn has returned: the lease
+	// is released only then, so a successor never runs beside us.
+	electorCtx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElector()
+	fnCtx, stopFn := context.WithCancel(ctx)
+	defer stopFn()
 	// The elector calls OnStartedLeading on a goroutine of its own; mu
-	// orders it with Run's return so that fn either never starts or is
-	// waited for.
+	// orders it with shutdown so that fn either never starts or is waited
+	// for.
 	var (
 		mu               sync.Mutex
 		started, stopped bool
 		runErr           error
 	)
 	done := make(chan struct{})
+	waitFn := func() bool {
+		mu.Lock()
+		stopped = true
+		led := started
+		mu.Unlock()
+		if led {
+			<-done
+		}
+		return led
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			waitFn() // fn sees fnCtx end, returns
+			stopElector()
+		case <-electorCtx.Done():
+		}
+	}()
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   le.LeaseDuration,
@@ -87,7 +109,7 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, le LeaderElection, 
 		ReleaseOnCancel: true,
 		Name:            le.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
+			OnStartedLeading: func(leading context.Context) {
 				mu.Lock()
 				if stopped {
 					mu.Unlock()
@@ -96,9 +118,16 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, le LeaderElection, 
 				started = true
 				mu.Unlock()
 				log.Info("became leader", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
-				defer close(done)
-				runErr = fn(ctx)
-				cancel()
+				go func() {
+					select {
+					case <-leading.Done(): // leadership lost
+						stopFn()
+					case <-done:
+					}
+				}()
+				runErr = fn(fnCtx)
+				close(done)
+				stopElector()
 			},
 			OnStoppedLeading: func() {},
 			OnNewLeader: func(id string) {
@@ -112,15 +141,9 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, le LeaderElection, 
 		return fmt.Errorf("leader election %s/%s: %w", le.Namespace, le.Name, err)
 	}
 	log.Info("waiting for leadership", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
-	elector.Run(runCtx)
-	cancel()
-	mu.Lock()
-	stopped = true
-	led := started
-	mu.Unlock()
-	if led {
-		<-done
-	}
+	elector.Run(electorCtx)
+	stopFn()
+	led := waitFn()
 	switch {
 	case runErr != nil:
 		return runErr

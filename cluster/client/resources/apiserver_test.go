@@ -185,7 +185,9 @@ func TestAgainstAPIServer(t *testing.T) {
 			t.Errorf("get a missing pod: %v", err)
 		}
 		ts, _ = c.Targets([]string{"cm"})
-		run(func() error { return c.Get(ctx, &out, &errOut, ts, resources.GetOptions{Namespace: "kube-system", Selector: "none=here"}) })
+		run(func() error {
+			return c.Get(ctx, &out, &errOut, ts, resources.GetOptions{Namespace: "kube-system", Selector: "none=here"})
+		})
 		if errOut.String() != "No resources found in kube-system namespace.\n" {
 			t.Errorf("empty get: %q", errOut.String())
 		}
@@ -268,7 +270,9 @@ func TestAgainstAPIServer(t *testing.T) {
 	})
 
 	t.Run("delete", func(t *testing.T) {
-		got := run(func() error { return c.DeleteManifests(ctx, &out, manifests(t, webV1), "", resources.DeleteOptions{GracePeriod: -1}) })
+		got := run(func() error {
+			return c.DeleteManifests(ctx, &out, manifests(t, webV1), "", resources.DeleteOptions{GracePeriod: -1})
+		})
 		if got != "deployment.apps \"web\" deleted\nservice \"web\" deleted\n" {
 			t.Errorf("delete printed %q", got)
 		}
