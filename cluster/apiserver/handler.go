@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -52,7 +53,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.health(w, r, path)
 		return
 	case "/version":
-		s.writeJSON(w, http.StatusOK, version.Info{Major: Version.Major, Minor: Version.Minor, GitVersion: Version.GitVersion, Platform: "linux/amd64"})
+		s.writeJSON(w, http.StatusOK, version.Info{Major: Version.Major, Minor: Version.Minor, GitVersion: Version.GitVersion,
+			GoVersion: goruntime.Version(), Compiler: goruntime.Compiler, Platform: goruntime.GOOS + "/" + goruntime.GOARCH})
 		return
 	}
 	u := authenticate(r)
