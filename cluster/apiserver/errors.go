@@ -61,7 +61,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		st.Code = http.StatusInternalServerError
 	}
 	st.Status = metav1.StatusFailure
-	if st.Code >= 500 && r.Context().Err() == nil {
+	if st.Code >= 500 && !errors.Is(r.Context().Err(), context.Canceled) {
 		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "code", st.Code, "err", st.Message)
 	}
 	s.writeObject(w, r, int(st.Code), st)
