@@ -7,6 +7,7 @@ package image
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -16,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +44,12 @@ var DefaultModules = []string{
 // they need, when the host has them: the full iproute2 and nftables tools
 // and tcpdump, to look at a node's network in more detail than busybox
 // can. They are conveniences; a host without them builds an image without.
-var DefaultTools = []string{"ip", "bridge", "ss", "nft", "tcpdump"}
+var DefaultTools = []string{"ip", "bridge", "ss", "nft", "tcpdump", "bash"}
+
+// DefaultShell is the program that becomes /bin/sh when the host has it.
+// Not busybox's ash: it runs its own applets before programs on $PATH, so
+// "ip" in a command over SSH would never be iproute2's.
+const DefaultShell = "dash"
 
 // Options say what to build the image from. Without a kernel, Build uses
 // the host's (/boot and /lib/modules) when present and complete, or the
@@ -55,9 +60,12 @@ type Options struct {
 	Busybox   string // default: busybox on $PATH
 	SSHD      string // default: /usr/sbin/sshd
 	Modules   []string
-	// Tools are programs (names on $PATH, or paths) put in /usr/sbin;
-	// nil means DefaultTools, which are skipped when missing.
-	Tools    []string
+	// Tools are programs (names on $PATH, or paths) put where $PATH
+	// finds them; nil means DefaultTools, which are skipped when missing.
+	Tools []string
+	// Shell is /bin/sh (a name on $PATH or a path); empty means
+	// DefaultShell when the host has it, busybox otherwise.
+	Shell    string
 	CacheDir string // default: CacheDir()
 }
 
@@ -416,15 +424,29 @@ func writeBase(ctx context.Context, w io.Writer, k kernel, o Options) (int, erro
 		return 0, fmt.Errorf("%s --list-full: %w", o.Busybox, err)
 	}
 	own := map[string]bool{"bin/busybox": true, "usr/sbin/sshd": true, "init": true}
-	tools, err := findTools(o.Tools)
+	shell, err := findTools([]string{cmp.Or(o.Shell, DefaultShell)}, o.Shell == "")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("shell %w", err)
 	}
-	for _, name := range slices.Sorted(maps.Keys(tools)) {
-		if err := addBinary(c, tools[name], "/usr/sbin/"+name, seen); err != nil {
-			return 0, fmt.Errorf("tool %s: %w", name, err)
+	for _, t := range shell {
+		if err := addBinary(c, t.file, "/bin/sh", seen); err != nil {
+			return 0, fmt.Errorf("shell: %w", err)
 		}
-		own["usr/sbin/"+name] = true
+		own["bin/sh"] = true
+	}
+	names, optional := o.Tools, false
+	if names == nil {
+		names, optional = DefaultTools, true
+	}
+	tools, err := findTools(names, optional)
+	if err != nil {
+		return 0, fmt.Errorf("tool %w", err)
+	}
+	for _, t := range tools {
+		if err := addBinary(c, t.file, t.path, seen); err != nil {
+			return 0, fmt.Errorf("tool %s: %w", t.path, err)
+		}
+		own[strings.TrimPrefix(t.path, "/")] = true
 	}
 	for _, applet := range strings.Fields(string(out)) {
 		applet = strings.TrimPrefix(applet, "/")
@@ -492,26 +514,30 @@ func writeBase(ctx context.Context, w io.Writer, k kernel, o Options) (int, erro
 	return len(mods), c.Close()
 }
 
-// findTools resolves tool names to programs. Without an explicit list,
-// DefaultTools that the host lacks are left out.
-func findTools(names []string) (map[string]string, error) {
-	optional := names == nil
-	if optional {
-		names = DefaultTools
-	}
-	out := map[string]string{}
+// tool is a host program and where it goes in the image.
+type tool struct{ file, path string }
+
+// findTools resolves program names (or paths) to files, in the order
+// given; each goes where $PATH found it. optional leaves out what the host
+// lacks instead of failing.
+func findTools(names []string, optional bool) ([]tool, error) {
+	var out []tool
 	for _, n := range names {
 		p, err := exec.LookPath(n)
 		if err != nil {
 			if optional {
 				continue
 			}
-			return nil, fmt.Errorf("tool %s: %w", n, err)
+			return nil, fmt.Errorf("%s: %w", n, err)
 		}
-		if p, err = filepath.EvalSymlinks(p); err != nil {
+		if p, err = filepath.Abs(p); err != nil {
 			return nil, err
 		}
-		out[filepath.Base(n)] = p
+		file, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tool{file: file, path: p})
 	}
 	return out, nil
 }
