@@ -63,6 +63,11 @@ func (d describer) line(level int, key string, format string, args ...any) {
 	fmt.Fprintf(d.w, "%s%s:\t%s\n", strings.Repeat("  ", level), key, fmt.Sprintf(format, args...))
 }
 
+// more continues the value of the line above.
+func (d describer) more(level int, format string, args ...any) {
+	fmt.Fprintf(d.w, "%s\t%s\n", strings.Repeat("  ", level), fmt.Sprintf(format, args...))
+}
+
 func (d describer) head(level int, key string) {
 	fmt.Fprintf(d.w, "%s%s:\n", strings.Repeat("  ", level), key)
 }
@@ -83,7 +88,7 @@ func (d describer) kv(level int, key string, m map[string]string, skip ...string
 		if i == 0 {
 			d.line(level, key, "%s=%s", k, m[k])
 		} else {
-			d.line(level, "", "%s=%s", k, m[k])
+			d.more(level, "%s=%s", k, m[k])
 		}
 	}
 }
@@ -254,7 +259,7 @@ func list(d describer, key string, items []string) {
 		if i == 0 {
 			d.line(0, key, "%s", s)
 		} else {
-			d.line(0, "", "%s", s)
+			d.more(0, "%s", s)
 		}
 	}
 }
