@@ -7,6 +7,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 func TestConfigErrors(t *testing.T) {
@@ -70,4 +71,33 @@ func TestStartRestart(t *testing.T) {
 	}
 	defer s.Close()
 	put(s, "/k", "")
+}
+
+func TestGet(t *testing.T) {
+	s, err := Start(context.Background(), Config{Name: "g", DataDir: t.TempDir(), ListenClientURLs: []string{"http://127.0.0.1:0"}, ListenPeerURLs: []string{"http://127.0.0.1:0"}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := clientv3.New(clientv3.Config{Endpoints: s.ClientURLs(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	c.Put(ctx, "/registry/pods/default/a", `{"kind":"Pod"}`)
+	c.Put(ctx, "/registry/secrets/default/s", "k8s:enc:aesgcm:v1:klab:\x00\xff")
+	var out strings.Builder
+	if err := Get(ctx, s.ClientURLs(), nil, "/registry/", GetOptions{Prefix: true}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "/registry/pods/default/a\n{\"kind\":\"Pod\"}\n/registry/secrets/default/s\n\"k8s:enc:aesgcm:v1:klab:\\x00\\xff\"\n"
+	if out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	Get(ctx, s.ClientURLs(), nil, "/registry/pods/", GetOptions{Prefix: true, KeysOnly: true}, &out)
+	if out.String() != "/registry/pods/default/a\n" {
+		t.Errorf("keys only: %q", out.String())
+	}
 }

@@ -69,6 +69,38 @@ the cluster CA. "klab up" starts one on every master under its supervisor.`,
 	cmd.MarkFlagRequired("member")
 	cmd.MarkFlagRequired("listen-client-urls")
 	cmd.MarkFlagRequired("listen-peer-urls")
+	cmd.AddCommand(a.etcdGetCmd())
+	return cmd
+}
+
+func (a *app) etcdGetCmd() *cobra.Command {
+	var o etcd.GetOptions
+	var endpoints []string
+	opts := apiserver.DefaultOptions()
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "Print keys and values stored in etcd, as etcdctl get does (run on a master)",
+		Long: `Print what the API server stored: every object is a key under /registry
+(/registry/pods/default/web-1) whose value is the object's JSON; secrets are
+AES-GCM ciphertext. It connects with the API server's etcd client certificate.`,
+		Example: `  klab node exec master -- klab etcd get --prefix --keys-only /registry/pods/
+  klab node exec master -- klab etcd get /registry/network.klab.dev/clusternetworks/default
+  klab node exec master -- klab etcd get --prefix /registry/secrets/default/`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tc, err := pki.ClientTLS(opts.EtcdCertFile, opts.EtcdKey, opts.EtcdCAFile)
+			if err != nil {
+				return fmt.Errorf("%w: run it on a master (klab node exec master -- klab etcd get …)", err)
+			}
+			return etcd.Get(cmd.Context(), endpoints, tc, args[0], o, a.stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&o.Prefix, "prefix", false, "every key that starts with KEY")
+	cmd.Flags().BoolVar(&o.KeysOnly, "keys-only", false, "print the keys only")
+	cmd.Flags().StringSliceVar(&endpoints, "endpoints", opts.EtcdServers, "etcd client URLs")
+	cmd.Flags().StringVar(&opts.EtcdCertFile, "cert", opts.EtcdCertFile, "client certificate")
+	cmd.Flags().StringVar(&opts.EtcdKey, "key", opts.EtcdKey, "client key")
+	cmd.Flags().StringVar(&opts.EtcdCAFile, "cacert", opts.EtcdCAFile, "the CA of etcd's certificate")
 	return cmd
 }
 
