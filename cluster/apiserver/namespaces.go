@@ -179,7 +179,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		return fmt.Errorf("kubernetes service: %w", err)
 	}
 	if s.cfg.AdvertiseAddress.IsValid() {
-		if err := s.advertise(ctx); err != nil {
+		if err := s.advertise(ctx, time.Now()); err != nil {
 			return fmt.Errorf("kubernetes endpoints: %w", err)
 		}
 	}
@@ -199,38 +199,3 @@ func schemaGV(obj runtime.Object) schema.GroupVersion {
 	return gvks[0].GroupVersion()
 }
 
-// advertise adds this server to the kubernetes service's endpoints.
-func (s *Server) advertise(ctx context.Context) error {
-	res := s.reg.lookup(corev1.SchemeGroupVersion, "endpoints")
-	key := res.key(metav1.NamespaceDefault, "kubernetes")
-	ip := s.cfg.AdvertiseAddress.String()
-	port := corev1.EndpointPort{Name: "https", Port: int32(s.cfg.Port), Protocol: corev1.ProtocolTCP}
-	for {
-		ep := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault}}
-		err := s.store.Get(ctx, key, 0, ep)
-		if errors.Is(err, store.ErrNotFound) {
-			ep.Subsets = []corev1.EndpointSubset{{Addresses: []corev1.EndpointAddress{{IP: ip}}, Ports: []corev1.EndpointPort{port}}}
-			err = s.createObject(ctx, res, metav1.NamespaceDefault, ep, internalUser, false)
-			if apierrors.IsAlreadyExists(err) {
-				continue
-			}
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		if len(ep.Subsets) == 0 {
-			ep.Subsets = []corev1.EndpointSubset{{Ports: []corev1.EndpointPort{port}}}
-		}
-		if slices.ContainsFunc(ep.Subsets[0].Addresses, func(a corev1.EndpointAddress) bool { return a.IP == ip }) {
-			return nil
-		}
-		ep.Subsets[0].Addresses = append(ep.Subsets[0].Addresses, corev1.EndpointAddress{IP: ip})
-		rev, _ := store.Revision(ep)
-		err = s.store.Update(ctx, key, ep, rev)
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		return err
-	}
-}

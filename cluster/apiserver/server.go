@@ -174,6 +174,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	go s.finalizeNamespaces(ctx, 2*time.Second)
+	if s.cfg.AdvertiseAddress.IsValid() {
+		go s.advertiseLoop(ctx)
+	}
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
