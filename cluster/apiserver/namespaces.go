@@ -198,4 +198,3 @@ func schemaGV(obj runtime.Object) schema.GroupVersion {
 	}
 	return gvks[0].GroupVersion()
 }
-
