@@ -266,6 +266,59 @@ func TestIntegrationHostKeyReplaced(t *testing.T) {
 	}
 }
 
+// TestIntegrationBootFailure starts a VM that powers off while booting:
+// the error says so and shows the end of its serial console.
+func TestIntegrationBootFailure(t *testing.T) {
+	p := requireLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := reserve(t, provision.PlanOptions{Name: testName(t), Provider: "libvirt", Masters: 1, Subnets: 1})
+	defer func() {
+		if err := p.Delete(context.Background(), c); err != nil {
+			t.Error(err)
+		}
+		provision.Remove(c.Name)
+	}()
+	if err := p.CreateNetwork(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	l, err := connect(ctx, p.Opts.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st, err := loadState(c.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := p.boots[c.Name]
+	initrd, err := uploadBytes(l, c.Name, "master.initrd", "raw", b.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, _ := c.Node("master")
+	os.MkdirAll(nodeDir(c.Name, "master"), 0o755)
+	// "klab.probe" makes the image's init power off at once.
+	x, err := domainXML(domainData{Type: "qemu", Name: DomainName(c.Name, "master"), Title: "boot failure test", Emulator: b.emulator,
+		MemoryMiB: 256, CPUs: 1, Kernel: b.kernel, Initrd: initrd, Cmdline: "console=ttyS0 klab.probe",
+		NICs: machineNICs(c, master), SerialLog: serialLog(st.URI, c.Name, "master")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := l.DomainDefineXML(string(x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DomainCreate(dom); err != nil {
+		t.Fatal(err)
+	}
+	err = p.waitBoot(ctx, l, c, st, master)
+	if err == nil || !strings.Contains(err.Error(), "stopped while booting") || !strings.Contains(err.Error(), "last lines of its serial console") || !strings.Contains(err.Error(), "klab-probe: booted") {
+		t.Fatalf("boot failure: %v", err)
+	}
+	t.Logf("%v", err)
+}
+
 // BenchmarkIntegrationBootToSSH measures how long klab's image takes from
 // the domain's definition to an SSH session (one VM, master only).
 func BenchmarkIntegrationBootToSSH(b *testing.B) {
