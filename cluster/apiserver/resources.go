@@ -58,8 +58,12 @@ type resource struct {
 	// carryOver fills in, before validation, what an update may leave out
 	// and keeps from the stored object (a service's cluster IP).
 	carryOver func(obj, old runtime.Object)
-	// prepareUpdate runs before a main-resource update is stored.
+	// prepareUpdate runs before a main-resource update is stored;
+	// abandonUpdate undoes it when the write does not happen, updated
+	// follows it when it does.
 	prepareUpdate func(ctx context.Context, s *Server, obj, old runtime.Object) error
+	abandonUpdate func(ctx context.Context, s *Server, obj, old runtime.Object)
+	updated       func(ctx context.Context, s *Server, obj, old runtime.Object)
 	// released runs after an object is deleted.
 	released func(ctx context.Context, s *Server, obj runtime.Object)
 }
@@ -140,7 +144,8 @@ func newResources() []*resource {
 			newObj: func() runtime.Object { return &corev1.Service{} }, newList: func() runtime.Object { return &corev1.ServiceList{} },
 			subresources: []string{"status"}, columns: serviceColumns, cells: serviceCells,
 			defaults: defaultService, validate: validateService, carryOver: carryOverService,
-			prepareCreate: prepareServiceCreate, prepareUpdate: prepareServiceUpdate, released: releaseService},
+			prepareCreate: prepareServiceCreate, prepareUpdate: prepareServiceUpdate, abandonUpdate: abandonServiceUpdate,
+			updated: serviceUpdated, released: releaseService},
 		{gv: core, name: "endpoints", singular: "endpoints", kind: "Endpoints", namespaced: true, shortNames: []string{"ep"}, allowCreateOnUpdate: true,
 			newObj: func() runtime.Object { return &corev1.Endpoints{} }, newList: func() runtime.Object { return &corev1.EndpointsList{} },
 			columns: endpointsColumns, cells: endpointsCells},

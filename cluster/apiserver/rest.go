@@ -406,11 +406,17 @@ func (s *Server) updateObject(ctx context.Context, req *request, want int64, nex
 			return obj, false, nil
 		}
 		err = s.store.Update(ctx, key, obj, rev)
+		if err != nil && req.sub == "" && res.abandonUpdate != nil {
+			res.abandonUpdate(context.WithoutCancel(ctx), s, obj, old)
+		}
 		if errors.Is(err, store.ErrConflict) && want == 0 && attempt < 20 {
 			continue
 		}
 		if err != nil {
 			return nil, false, storeError(err, res.gr(), req.name)
+		}
+		if req.sub == "" && res.updated != nil {
+			res.updated(context.WithoutCancel(ctx), s, obj, old)
 		}
 		if err := s.finishDeletion(ctx, res, key, obj); err != nil {
 			return nil, false, err

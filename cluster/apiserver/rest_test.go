@@ -232,3 +232,38 @@ func TestFinalizers(t *testing.T) {
 		t.Fatalf("orphan finalizer: %v %v", err, got.Finalizers)
 	}
 }
+
+// TestNodePortRelease: a port dropped by an update, or given up with the
+// service's type, is free again.
+func TestNodePortRelease(t *testing.T) {
+	c := apiservertest.Start(t)
+	cs := c.Clientset(t, pki.AdminSpec())
+	ctx := ctxT(t)
+	svcs := cs.CoreV1().Services("default")
+	s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "np"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort,
+		Ports: []corev1.ServicePort{{Name: "a", Port: 80, NodePort: 30080}, {Name: "b", Port: 81, NodePort: 30081}}}}
+	s, err := svcs.Create(ctx, s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Ports = s.Spec.Ports[:1]
+	if _, err := svcs.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort,
+		Ports: []corev1.ServicePort{{Port: 80, NodePort: 30081}}}}
+	if _, err := svcs.Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("port 30081 after the update dropped it: %v", err)
+	}
+	// A stale update allocates nothing that stays taken.
+	stale := s.DeepCopy()
+	stale.Spec.Ports = append(stale.Spec.Ports, corev1.ServicePort{Name: "c", Port: 82, NodePort: 30082})
+	if _, err := svcs.Update(ctx, stale, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
+		t.Fatalf("stale update: %v", err)
+	}
+	third := other.DeepCopy()
+	third.Name, third.ResourceVersion, third.Spec.Ports[0].NodePort = "third", "", 30082
+	if _, err := svcs.Create(ctx, third, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("port 30082 after a failed update: %v", err)
+	}
+}

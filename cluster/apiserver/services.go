@@ -338,21 +338,35 @@ func carryOverService(obj, oldObj runtime.Object) {
 	}
 }
 
-// prepareServiceUpdate keeps the node ports, allocates node ports for new
-// ports and releases the ones no longer used.
+// prepareServiceUpdate keeps the node ports and allocates node ports for
+// new ports.
 func prepareServiceUpdate(ctx context.Context, srv *Server, obj, oldObj runtime.Object) error {
 	s, old := obj.(*corev1.Service), oldObj.(*corev1.Service)
 	if needsNodePorts(s) {
-		if err := allocatePorts(ctx, srv.alloc, s, old); err != nil {
-			return err
-		}
+		return allocatePorts(ctx, srv.alloc, s, old)
 	}
+	return nil
+}
+
+// serviceUpdated releases the node ports a stored update no longer uses.
+func serviceUpdated(ctx context.Context, srv *Server, obj, oldObj runtime.Object) {
+	s, old := obj.(*corev1.Service), oldObj.(*corev1.Service)
 	for _, op := range old.Spec.Ports {
 		if op.NodePort != 0 && !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.NodePort == op.NodePort }) {
 			srv.alloc.releasePort(ctx, op.NodePort)
 		}
 	}
-	return nil
+}
+
+// abandonServiceUpdate gives back the node ports prepareServiceUpdate
+// took for an update that was not stored.
+func abandonServiceUpdate(ctx context.Context, srv *Server, obj, oldObj runtime.Object) {
+	s, old := obj.(*corev1.Service), oldObj.(*corev1.Service)
+	for _, p := range s.Spec.Ports {
+		if p.NodePort != 0 && !slices.ContainsFunc(old.Spec.Ports, func(op corev1.ServicePort) bool { return op.NodePort == p.NodePort }) {
+			srv.alloc.releasePort(ctx, p.NodePort)
+		}
+	}
 }
 
 // releaseService gives back a deleted service's cluster IP and node ports.
