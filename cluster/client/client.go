@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -63,8 +64,12 @@ func ForComponent(cfg *rest.Config, component string) *rest.Config {
 	return cfg
 }
 
+var klogOnce sync.Once
+
 // RouteKlog sends client-go's own log lines (reflector errors, leader
-// election transitions) to log, so a component has one log format.
+// election transitions) to log, so a component has one log format. klog's
+// logger is global and must not change while it logs: only the first call
+// of a process counts.
 func RouteKlog(log *slog.Logger) {
-	klog.SetSlogLogger(log)
+	klogOnce.Do(func() { klog.SetSlogLogger(log) })
 }

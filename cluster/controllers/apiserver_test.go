@@ -48,6 +48,8 @@ type cluster struct {
 
 func startCluster(t *testing.T, o controllers.Options) *cluster {
 	t.Helper()
+	// klog's logger is global: set it before anything logs through it.
+	client.RouteKlog(testLog(t))
 	api := apiservertest.Start(t)
 	admin := api.Clientset(t, pki.AdminSpec())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -62,7 +64,6 @@ func startCluster(t *testing.T, o controllers.Options) *cluster {
 	wg.Go(func() { c.nodes.run(ctx) })
 
 	log := testLog(t)
-	client.RouteKlog(log)
 	le := client.DefaultLeaderElection("klab-scheduler")
 	le.LeaseDuration, le.RenewDeadline, le.RetryPeriod = 4*time.Second, 3*time.Second, 200*time.Millisecond
 	schedCS := api.Clientset(t, pki.ComponentSpec(pki.UserScheduler))

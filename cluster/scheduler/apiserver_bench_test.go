@@ -55,10 +55,10 @@ func BenchmarkScheduleThroughputAPIServer(b *testing.B) {
 	const nodes, pods, owners = 100, 3000, 30
 	for b.Loop() {
 		b.StopTimer()
+		client.RouteKlog(slog.New(slog.DiscardHandler)) // before anything logs
 		api := apiservertest.Start(b)
 		admin := api.Clientset(b, pki.AdminSpec())
 		ctx, cancel := context.WithCancel(context.Background())
-		client.RouteKlog(slog.New(slog.DiscardHandler))
 
 		for i := range nodes {
 			n, err := admin.CoreV1().Nodes().Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node%03d", i)}}, metav1.CreateOptions{})

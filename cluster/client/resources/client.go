@@ -120,13 +120,13 @@ func (c *Client) connErr(err error) error {
 	return err
 }
 
-// unknownType is the error for a type nobody serves, with close matches.
+// unknownType is the error for a type nobody serves, naming the types
+// one of whose names (plural, singular, short) is close to what was typed.
 func (c *Client) unknownType(arg string) error {
-	names := c.knownNames()
 	var close []string
-	for _, n := range names {
-		if d := distance(arg, n); d <= 2 || len(arg) >= 3 && strings.HasPrefix(n, arg) {
-			close = append(close, n)
+	for name, plural := range c.knownNames() {
+		if d := distance(arg, name); d <= 2 || len(arg) >= 3 && strings.HasPrefix(name, arg) {
+			close = append(close, plural)
 		}
 	}
 	slices.Sort(close)
@@ -140,20 +140,23 @@ func (c *Client) unknownType(arg string) error {
 	return fmt.Errorf("unknown resource type %q: did you mean %s?", arg, strings.Join(close, ", "))
 }
 
-// knownNames are every plural, singular and short name discovery lists.
-func (c *Client) knownNames() []string {
+// knownNames maps every plural, singular and short name discovery lists
+// to its plural.
+func (c *Client) knownNames() map[string]string {
 	_, lists, _ := c.discovery.ServerGroupsAndResources()
-	var out []string
+	out := map[string]string{}
 	for _, l := range lists {
 		for _, r := range l.APIResources {
 			if strings.Contains(r.Name, "/") {
 				continue
 			}
-			out = append(out, r.Name)
+			out[r.Name] = r.Name
 			if r.SingularName != "" {
-				out = append(out, r.SingularName)
+				out[r.SingularName] = r.Name
 			}
-			out = append(out, r.ShortNames...)
+			for _, s := range r.ShortNames {
+				out[s] = r.Name
+			}
 		}
 	}
 	return out
