@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/klab-dev/klab/cluster/api"
@@ -61,7 +62,15 @@ const (
 	roleAdmin
 )
 
+// roleOf is a user's role. Service accounts read (view), but those of
+// kube-system, where the cluster's own workloads run, are admins.
 func roleOf(u *user) role {
+	if ns, ok := serviceAccountNamespace(u); ok {
+		if ns == metav1.NamespaceSystem {
+			return roleAdmin
+		}
+		return roleView
+	}
 	switch {
 	case u.in(pki.GroupMasters), u.name == pki.UserScheduler, u.name == pki.UserControllers:
 		return roleAdmin
@@ -118,6 +127,8 @@ func authorize(u *user, verb string, res *resource, sub, namespace, name string)
 			return nil // checked against the pod's spec.nodeName
 		case res.name == "events" && sub == "" && slices.Contains([]string{"create", "update", "patch"}, verb):
 			return nil
+		case res.name == "serviceaccounts" && sub == "token" && verb == "create":
+			return nil // tokens for the pods it runs
 		case res.name == api.ResourceClusterNetworks && sub == "status" && slices.Contains([]string{"get", "update", "patch"}, verb):
 			return nil // checked: only its own entry
 		}

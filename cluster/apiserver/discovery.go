@@ -32,6 +32,9 @@ var subresourceInfo = map[string]struct {
 	"attach": {func(*resource) schema.GroupVersionKind {
 		return schema.GroupVersionKind{Version: "v1", Kind: "PodAttachOptions"}
 	}, []string{"create", "get"}},
+	"token": {func(*resource) schema.GroupVersionKind {
+		return schema.GroupVersionKind{Group: "authentication.k8s.io", Version: "v1", Kind: "TokenRequest"}
+	}, []string{"create"}},
 	"portforward": {func(*resource) schema.GroupVersionKind {
 		return schema.GroupVersionKind{Version: "v1", Kind: "PodPortForwardOptions"}
 	}, []string{"create", "get"}},

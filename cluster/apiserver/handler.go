@@ -58,8 +58,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := authenticate(r)
+	if token, ok := bearerToken(r); u == nil && ok {
+		var err error
+		if u, err = s.authenticateToken(r.Context(), token); err != nil {
+			s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized: invalid bearer token: "+err.Error()))
+			return
+		}
+	}
 	if u == nil {
-		s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized: present a client certificate signed by the cluster CA (klab kubeconfig prints a kubeconfig that does)"))
+		s.writeError(w, r, apierrors.NewUnauthorized("Unauthorized: present a client certificate signed by the cluster CA (klab kubeconfig prints a kubeconfig that does) or a service account token"))
 		return
 	}
 	if r.Method == http.MethodGet && s.disc.serve(w, r, path) {
@@ -203,6 +210,8 @@ func (s *Server) dispatch(w http.ResponseWriter, req *request) {
 		err = s.proxyToNode(w, req)
 	case req.sub == "binding":
 		err = s.bind(w, req)
+	case req.sub == "token":
+		err = s.createToken(w, req)
 	case req.sub == "scale":
 		err = s.scale(w, req)
 	default:

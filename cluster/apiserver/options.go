@@ -29,6 +29,7 @@ type Options struct {
 	ClientCAFile                      string
 	KubeletCertFile, KubeletKeyFile   string
 	EncryptionKeyFile                 string
+	ServiceAccountKeyFile             string
 	BindAddress                       string
 	SecurePort                        int
 	AdvertiseAddress                  string
@@ -49,15 +50,16 @@ func DefaultOptions() Options {
 		TLSCertFile: PKIDir + "/apiserver.crt", TLSKeyFile: PKIDir + "/apiserver.key",
 		ClientCAFile:    DefaultCAFile,
 		KubeletCertFile: PKIDir + "/kubelet-client.crt", KubeletKeyFile: PKIDir + "/kubelet-client.key",
-		EncryptionKeyFile: EncryptionKeyFile,
-		BindAddress:       "0.0.0.0",
-		SecurePort:        DefaultPort,
-		ServiceCIDR:       "10.96.0.0/16",
-		NodePortRange:     "30000-32767",
-		PodCIDR:           "10.42.0.0/16",
-		NetworkMode:       string(api.ModeBGP),
-		TolerationSeconds: DefaultTolerationSecs,
-		MaxRequestBytes:   DefaultMaxRequestBytes,
+		EncryptionKeyFile:     EncryptionKeyFile,
+		ServiceAccountKeyFile: PKIDir + "/sa.key",
+		BindAddress:           "0.0.0.0",
+		SecurePort:            DefaultPort,
+		ServiceCIDR:           "10.96.0.0/16",
+		NodePortRange:         "30000-32767",
+		PodCIDR:               "10.42.0.0/16",
+		NetworkMode:           string(api.ModeBGP),
+		TolerationSeconds:     DefaultTolerationSecs,
+		MaxRequestBytes:       DefaultMaxRequestBytes,
 	}
 }
 
@@ -100,6 +102,11 @@ func (o Options) Config(log *slog.Logger) (Config, error) {
 	}
 	if o.EncryptionKeyFile != "" {
 		if c.EncryptionKey, err = store.LoadKey(o.EncryptionKeyFile); err != nil {
+			return c, err
+		}
+	}
+	if o.ServiceAccountKeyFile != "" {
+		if c.ServiceAccountKey, err = pki.LoadSigningKey(o.ServiceAccountKeyFile); err != nil {
 			return c, err
 		}
 	}

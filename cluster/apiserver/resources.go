@@ -64,6 +64,8 @@ type resource struct {
 	prepareUpdate func(ctx context.Context, s *Server, obj, old runtime.Object) error
 	abandonUpdate func(ctx context.Context, s *Server, obj, old runtime.Object)
 	updated       func(ctx context.Context, s *Server, obj, old runtime.Object)
+	// created runs after an object was first stored.
+	created func(ctx context.Context, s *Server, obj runtime.Object)
 	// released runs after an object is deleted.
 	released func(ctx context.Context, s *Server, obj runtime.Object)
 }
@@ -130,7 +132,7 @@ func newResources() []*resource {
 		{gv: core, name: "namespaces", singular: "namespace", kind: "Namespace", shortNames: []string{"ns"},
 			newObj: func() runtime.Object { return &corev1.Namespace{} }, newList: func() runtime.Object { return &corev1.NamespaceList{} },
 			subresources: []string{"status"}, fields: namespaceFields, columns: namespaceColumns, cells: namespaceCells,
-			defaults: defaultNamespace},
+			defaults: defaultNamespace, created: createDefaultServiceAccount},
 		{gv: core, name: "nodes", singular: "node", kind: "Node", shortNames: []string{"no"},
 			newObj: func() runtime.Object { return &corev1.Node{} }, newList: func() runtime.Object { return &corev1.NodeList{} },
 			subresources: []string{"status"}, fields: nodeFields, columns: nodeColumns, cells: nodeCells,
@@ -160,7 +162,7 @@ func newResources() []*resource {
 			fields: eventFields, columns: eventColumns, cells: eventCells, defaults: defaultEvent, validate: validateEvent},
 		{gv: core, name: "serviceaccounts", singular: "serviceaccount", kind: "ServiceAccount", namespaced: true, shortNames: []string{"sa"},
 			newObj: func() runtime.Object { return &corev1.ServiceAccount{} }, newList: func() runtime.Object { return &corev1.ServiceAccountList{} },
-			columns: serviceAccountColumns, cells: serviceAccountCells},
+			subresources: []string{"token"}, columns: serviceAccountColumns, cells: serviceAccountCells},
 		{gv: apps, name: "deployments", singular: "deployment", kind: "Deployment", namespaced: true, shortNames: []string{"deploy"}, categories: []string{"all"},
 			newObj: func() runtime.Object { return &appsv1.Deployment{} }, newList: func() runtime.Object { return &appsv1.DeploymentList{} },
 			subresources: []string{"status", "scale"}, generation: true, columns: deploymentColumns, cells: deploymentCells,

@@ -313,6 +313,9 @@ func (s *Server) createObject(ctx context.Context, res *resource, namespace stri
 			}
 			return storeError(err, res.gr(), m.GetName())
 		}
+		if res.created != nil {
+			res.created(ctx, s, obj)
+		}
 		return nil
 	}
 }

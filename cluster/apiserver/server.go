@@ -9,6 +9,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -62,6 +63,9 @@ type Config struct {
 	// server's client certificate and the CA their certificates come from.
 	KubeletTLS  *tls.Config
 	KubeletPort int
+	// ServiceAccountKey signs and checks service account tokens; nil
+	// turns bearer tokens off.
+	ServiceAccountKey *ecdsa.PrivateKey
 	// DefaultTolerationSeconds is how long pods tolerate a not-ready or
 	// unreachable node unless they say otherwise.
 	DefaultTolerationSeconds int64

@@ -106,6 +106,10 @@ func prepareControlPlane(c *provision.Cluster) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	saKey, err := pki.NewSigningKey()
+	if err != nil {
+		return nil, err
+	}
 	var initial []string
 	for _, m := range masters {
 		initial = append(initial, m.Name+"="+url(m.IP, EtcdPeerPort))
@@ -138,7 +142,8 @@ func prepareControlPlane(c *provision.Cluster) (*controlPlane, error) {
 			for name, kp := range pairs {
 				b.Files = append(b.Files, pairFiles(name, kp)...)
 			}
-			b.Files = append(b.Files, File{Path: apiserver.EncryptionKeyFile, Data: key, Mode: 0o600})
+			b.Files = append(b.Files, File{Path: apiserver.EncryptionKeyFile, Data: key, Mode: 0o600},
+				File{Path: pkiDir + "/sa.key", Data: saKey, Mode: 0o600})
 			for _, comp := range []struct{ path, cert, user string }{
 				{SchedulerKubeconfig, "scheduler", pki.UserScheduler},
 				{ControllersKubeconfig, "controller-manager", pki.UserControllers},

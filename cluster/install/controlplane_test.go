@@ -58,7 +58,8 @@ func TestPrepareControlPlane(t *testing.T) {
 			}
 		}
 		_, hasKey := files["/etc/klab/pki/encryption.key"]
-		if master := n.Role == provision.RoleMaster; hasKey != master || (len(b.Components) == 2) != master {
+		_, hasSAKey := files["/etc/klab/pki/sa.key"]
+		if master := n.Role == provision.RoleMaster; hasKey != master || hasSAKey != master || (len(b.Components) == 2) != master {
 			t.Errorf("%s (%s): encryption key %v, components %d", n.Name, n.Role, hasKey, len(b.Components))
 		}
 		if n.Role != provision.RoleMaster {

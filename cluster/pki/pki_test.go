@@ -197,3 +197,20 @@ func TestTLSHandshake(t *testing.T) {
 		t.Errorf("server saw client %q", cn)
 	}
 }
+
+func TestSigningKey(t *testing.T) {
+	b, err := NewSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "sa.key")
+	os.WriteFile(p, b, 0o600)
+	k, err := LoadSigningKey(p)
+	if err != nil || k.Curve.Params().Name != "P-256" {
+		t.Fatalf("load: %v", err)
+	}
+	os.WriteFile(p, []byte("nonsense"), 0o600)
+	if _, err := LoadSigningKey(p); err == nil {
+		t.Fatal("loaded nonsense")
+	}
+}

@@ -130,6 +130,7 @@ CA; "klab up" starts one on every master under its supervisor.`,
 	f.StringVar(&o.KubeletCertFile, "kubelet-client-certificate", o.KubeletCertFile, "client certificate for the node agents (logs, exec)")
 	f.StringVar(&o.KubeletKeyFile, "kubelet-client-key", o.KubeletKeyFile, "client key for the node agents")
 	f.StringVar(&o.EncryptionKeyFile, "encryption-key-file", o.EncryptionKeyFile, "AES key that encrypts secrets in etcd (empty: stored in clear)")
+	f.StringVar(&o.ServiceAccountKeyFile, "service-account-key-file", o.ServiceAccountKeyFile, "key that signs service account tokens (empty: no bearer tokens)")
 	f.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "address to listen on")
 	f.IntVar(&o.SecurePort, "secure-port", o.SecurePort, "HTTPS port")
 	f.StringVar(&o.AdvertiseAddress, "advertise-address", "", "this server's address in the kubernetes service's endpoints")

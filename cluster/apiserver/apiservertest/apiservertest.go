@@ -6,6 +6,9 @@ package apiservertest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -68,12 +71,17 @@ func Start(t testing.TB, opts ...Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := apiserver.Config{
-		Store:            st,
-		AdvertiseAddress: netip.MustParseAddr("127.0.0.1"),
-		EncryptionKey:    key,
-		KubeletTLS:       clientTLS(ca, kc),
-		Log:              slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Store:             st,
+		ServiceAccountKey: saKey,
+		AdvertiseAddress:  netip.MustParseAddr("127.0.0.1"),
+		EncryptionKey:     key,
+		KubeletTLS:        clientTLS(ca, kc),
+		Log:               slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	for _, o := range opts {
 		o(&cfg)
