@@ -2,6 +2,8 @@ package apiserver_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +88,43 @@ func TestCRUD(t *testing.T) {
 	svc, err := cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	if err != nil || svc.Spec.ClusterIP != "10.96.0.1" {
 		t.Fatalf("kubernetes service: %v %v", err, svc)
+	}
+}
+
+// TestPagination: limit and continue, as kubectl's chunked lists use them.
+func TestPagination(t *testing.T) {
+	c := apiservertest.Start(t)
+	cs := c.Clientset(t, pki.AdminSpec())
+	ctx := ctxT(t)
+	for i := range 5 {
+		if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c%d", i)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	opts := metav1.ListOptions{Limit: 2}
+	var rv string
+	for {
+		l, err := cs.CoreV1().ConfigMaps("default").List(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rv == "" {
+			rv = l.ResourceVersion
+		} else if l.ResourceVersion != rv {
+			t.Errorf("pages at revisions %s and %s", rv, l.ResourceVersion)
+		}
+		for _, it := range l.Items {
+			names = append(names, it.Name)
+		}
+		// A write between pages does not show: the pages are one snapshot.
+		cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "z"}}, metav1.CreateOptions{})
+		if l.Continue == "" {
+			break
+		}
+		opts.Continue = l.Continue
+	}
+	if strings.Join(names, ",") != "c0,c1,c2,c3,c4" {
+		t.Errorf("paged names %v", names)
 	}
 }
