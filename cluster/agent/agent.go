@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -65,7 +66,8 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 	}); err != nil {
 		return err
 	}
-	go heartbeat(ctx, cs, cfg, &a.netReady, log)
+	readyChanged := make(chan struct{}, 1)
+	go heartbeat(ctx, cs, cfg, &a.netReady, readyChanged, log)
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
@@ -98,6 +100,9 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
+	if err := installPlugin(binary, filepath.Join(cfg.CNIBinDir, "klab")); err != nil {
+		return fmt.Errorf("install the CNI plugin: %w", err)
+	}
 	path, err := cni.WriteConfList(cfg.CNIConfDir, cni.ConfListOptions{PodCIDR: cidr, MTU: PodMTU})
 	if err != nil {
 		return err
@@ -112,6 +117,7 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 	}
 	srv.network.Store(nw)
 	a.netReady.Store(true)
+	readyChanged <- struct{}{}
 	log.Info("network ready", "podCIDR", cidr, "conflist", path)
 
 	if err := pm.recover(ctx); err != nil {
@@ -155,10 +161,9 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 	return nil
 }
 
-// waitPodCIDR waits until the controller manager has given the node its
-// block of pod addresses.
+// waitPodCIDR waits, watching the node, until the controller manager
+// has given it its block of pod addresses.
 func (a *Agent) waitPodCIDR(ctx context.Context, node *corev1.Node) (netip.Prefix, error) {
-	wait := 100 * time.Millisecond
 	logged := false
 	for {
 		if node != nil && node.Spec.PodCIDR != "" {
@@ -172,17 +177,54 @@ func (a *Agent) waitPodCIDR(ctx context.Context, node *corev1.Node) (netip.Prefi
 			a.log.Info("waiting for the controller manager to give the node a pod CIDR")
 			logged = true
 		}
-		select {
-		case <-ctx.Done():
-			return netip.Prefix{}, ctx.Err()
-		case <-time.After(wait):
+		rv := ""
+		if node != nil {
+			rv = node.ResourceVersion
 		}
-		wait = min(2*wait, 2*time.Second)
-		n, err := a.cs.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
-		if err == nil {
-			node = n
+		w, err := a.cs.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{
+			FieldSelector:   fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String(),
+			ResourceVersion: rv,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return netip.Prefix{}, ctx.Err()
+			}
+			a.log.Warn("watch node", "err", err)
+			if node, err = a.cs.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err != nil {
+				node = nil
+			}
+			continue
+		}
+		for ev := range w.ResultChan() {
+			if n, ok := ev.Object.(*corev1.Node); ok {
+				node = n
+				if n.Spec.PodCIDR != "" {
+					break
+				}
+			}
+		}
+		w.Stop()
+		if ctx.Err() != nil {
+			return netip.Prefix{}, ctx.Err()
 		}
 	}
+}
+
+// installPlugin makes the CNI plugin, the klab binary itself, available
+// as path (as calico-node's install step copies calico into /opt/cni/bin).
+func installPlugin(binary, path string) error {
+	if target, err := os.Readlink(path); err == nil && target == binary {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(binary, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // retry calls fn until it succeeds or ctx ends, backing off to 5s.

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -248,6 +249,9 @@ func (n *network) reconcile(ctx context.Context) error {
 		routes = bgp.Nodes(n.speaker.Routes())
 	}
 	res, err := n.rec.Apply(ctx, cfg, n.self, routes)
+	if err == nil && cfg.Mode != netmodes.VXLAN {
+		err = missingRoutes(n.apiPeers(), routes)
+	}
 	st := api.NodeNetworkStatus{
 		Mode:               api.NetworkMode(res.Mode),
 		Converged:          err == nil,
@@ -275,6 +279,25 @@ func (n *network) reconcile(ctx context.Context) error {
 	return err
 }
 
+// missingRoutes says which nodes' blocks BGP has not brought yet: until
+// it has, a node is not converged in a mode that routes by BGP.
+func missingRoutes(nodes, learned []netmodes.Node) error {
+	have := map[netip.Prefix]bool{}
+	for _, l := range learned {
+		have[l.Block] = true
+	}
+	var missing []string
+	for _, n := range nodes {
+		if !have[n.Block] {
+			missing = append(missing, fmt.Sprintf("%s (%s)", n.Block, n.Name))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("waiting for BGP to bring the routes to %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
 // report writes the node's entry of the ClusterNetwork's status, when it
 // changed. Nothing-changed reconciles keep the last changes on record.
 func (n *network) report(ctx context.Context, st api.NodeNetworkStatus) error {
@@ -291,7 +314,22 @@ func (n *network) report(ctx context.Context, st api.NodeNetworkStatus) error {
 	if equalStatus(st, prev) {
 		return nil
 	}
-	body, err := json.Marshal(map[string]any{"status": map[string]any{"nodes": map[string]any{n.cfg.NodeName: st}}})
+	// A merge patch keeps fields it does not mention: what went empty
+	// (a message once converged) must be set to null to go.
+	entry := map[string]any{}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &entry); err != nil {
+		return err
+	}
+	for _, k := range []string{"message", "implementation", "changes", "took", "observedGeneration"} {
+		if _, ok := entry[k]; !ok {
+			entry[k] = nil
+		}
+	}
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"nodes": map[string]any{n.cfg.NodeName: entry}}})
 	if err != nil {
 		return err
 	}

@@ -243,7 +243,7 @@ func hasTaint(ts []corev1.Taint, key string) bool {
 
 // heartbeat renews the node's Lease every c.LeaseRenew and rewrites its
 // Ready condition every c.StatusInterval, until ctx ends.
-func heartbeat(ctx context.Context, cs kubernetes.Interface, c *Config, netReady *atomic.Bool, log *slog.Logger) {
+func heartbeat(ctx context.Context, cs kubernetes.Interface, c *Config, netReady *atomic.Bool, readyChanged <-chan struct{}, log *slog.Logger) {
 	leases := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	renewLease := func() error {
 		now := metav1.NewMicroTime(time.Now())
@@ -286,9 +286,6 @@ func heartbeat(ctx context.Context, cs kubernetes.Interface, c *Config, netReady
 	if err := renewLease(); err != nil && ctx.Err() == nil {
 		log.Warn("renew lease", "err", err)
 	}
-	// Readiness changes are written at the next lease renewal, not the
-	// next status interval.
-	written := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -297,10 +294,9 @@ func heartbeat(ctx context.Context, cs kubernetes.Interface, c *Config, netReady
 			if err := renewLease(); err != nil && ctx.Err() == nil {
 				log.Warn("renew lease", "err", err)
 			}
-			if ready := netReady.Load(); ready != written {
-				if err := writeStatus(); err == nil {
-					written = ready
-				}
+		case <-readyChanged:
+			if err := writeStatus(); err != nil && ctx.Err() == nil {
+				log.Warn("node status", "err", err)
 			}
 		case <-status.C:
 			if err := writeStatus(); err != nil && ctx.Err() == nil {

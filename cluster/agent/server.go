@@ -35,6 +35,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", s.logs)
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", s.exec)
+	mux.HandleFunc("GET /network", s.networkReport)
 	return s.authorize(mux)
 }
 

@@ -45,6 +45,9 @@ func (s *Server) proxyToNode(w http.ResponseWriter, req *request) error {
 		path = append(path, c)
 	}
 	q.Del("container")
+	if req.sub == "exec" || req.sub == "attach" {
+		q = streamParams(q)
+	}
 	ip, err := s.nodeAddress(req, pod.Spec.NodeName)
 	if err != nil {
 		return err
@@ -65,6 +68,20 @@ func (s *Server) proxyToNode(w http.ResponseWriter, req *request) error {
 	}
 	proxy.ServeHTTP(w, req.Request)
 	return nil
+}
+
+// streamParams turns PodExecOptions' query (stdin=true, stdout=true…) into
+// the kubelet's (input=1, output=1, error=1, tty=1), as the upstream API
+// server does for the node.
+func streamParams(q url.Values) url.Values {
+	out := url.Values{}
+	for from, to := range map[string]string{"stdin": "input", "stdout": "output", "stderr": "error", "tty": "tty"} {
+		if v := q.Get(from); v == "true" || v == "1" {
+			out.Set(to, "1")
+		}
+	}
+	out["command"] = q["command"]
+	return out
 }
 
 func pickContainer(pod *corev1.Pod, name string) (string, error) {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klab-dev/klab/cluster/api"
 	"github.com/klab-dev/klab/cluster/supervisor"
 	"github.com/klab-dev/klab/internal/progress"
 	"github.com/klab-dev/klab/provision"
@@ -30,6 +31,8 @@ type Options struct {
 	Provider provision.Provider
 	// Binary is the klab executable copied to every machine.
 	Binary string
+	// Mode is the pod network's mode to start in (bgp when empty).
+	Mode api.NetworkMode
 	// Retain keeps what was made when Up fails, for debugging.
 	Retain   bool
 	Progress *progress.Printer
@@ -96,6 +99,9 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
+	if err := addNodeComponents(c, cp); err != nil {
+		return c, err
+	}
 	if err := o.Progress.Do(fmt.Sprintf("supervisors on %d machines", len(c.Nodes)), func(*progress.Step) error {
 		bundles := cp.bundles
 		// Files first, on every machine, and only then processes: a
@@ -114,6 +120,12 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 		return c, err
 	}
 	if err := cp.started(ctx, o.Progress); err != nil {
+		return c, err
+	}
+	if o.Mode == "" {
+		o.Mode = api.ModeBGP
+	}
+	if err := startNodes(ctx, c, o.Mode, o.Progress); err != nil {
 		return c, err
 	}
 	c.Phase = provision.PhaseReady

@@ -84,14 +84,19 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 	root.AddGroup(
 		&cobra.Group{ID: "cluster", Title: "Cluster:"},
 		&cobra.Group{ID: "nodes", Title: "Nodes:"},
+		&cobra.Group{ID: "network", Title: "Network:"},
 		&cobra.Group{ID: "components", Title: "Components (run on the nodes):"},
 	)
 	for _, c := range []*cobra.Command{a.upCmd(), a.downCmd(), a.statusCmd(), a.benchCmd()} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.nodeCmd(), a.sshCmd(), a.logsCmd()} {
+	for _, c := range []*cobra.Command{a.nodeCmd(), a.sshCmd(), a.logsCmd(), a.execCmd()} {
 		c.GroupID = "nodes"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{a.netCmd()} {
+		c.GroupID = "network"
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{a.superviseCmd(), a.agentCmd(), a.cniCmd(root)} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/klab-dev/klab/cluster/api"
 	"github.com/klab-dev/klab/cluster/install"
 	"github.com/klab-dev/klab/cluster/supervisor"
 	"github.com/klab-dev/klab/internal/output"
@@ -25,6 +27,7 @@ func (a *app) upCmd() *cobra.Command {
 		masters  int
 		nodes    int
 		subnets  int
+		mode     string
 		retain   bool
 	}
 	cmd := &cobra.Command{
@@ -40,6 +43,9 @@ VMs), and klab's components on them, started under each machine's supervisor.`,
 			plan := provision.PlanOptions{Name: a.cluster, Masters: o.masters, Workers: o.nodes, Subnets: o.subnets}
 			if err := plan.Validate(); err != nil {
 				return err
+			}
+			if !slices.Contains(api.Modes, api.NetworkMode(o.mode)) {
+				return fmt.Errorf("--mode %s: use bgp, vxlan or ipip", o.mode)
 			}
 			bin, err := binary()
 			if err != nil {
@@ -59,7 +65,7 @@ VMs), and klab's components on them, started under each machine's supervisor.`,
 			pr.Printf("klab: creating cluster %q (provider %s%s)\n", a.cluster, p.Name(), why)
 			start := time.Now()
 			c, err := install.Up(cmd.Context(), install.Options{
-				Plan: plan, Provider: p, Binary: bin, Retain: o.retain, Progress: pr, Log: a.log,
+				Plan: plan, Provider: p, Binary: bin, Mode: api.NetworkMode(o.mode), Retain: o.retain, Progress: pr, Log: a.log,
 			})
 			if err != nil {
 				return err
@@ -73,7 +79,9 @@ VMs), and klab's components on them, started under each machine's supervisor.`,
 	cmd.Flags().IntVar(&o.masters, "masters", 1, "master nodes (1, 3 or 5: etcd needs a majority)")
 	cmd.Flags().IntVar(&o.nodes, "nodes", 2, "worker nodes (0 for a master-only cluster)")
 	cmd.Flags().IntVar(&o.subnets, "subnets", 1, "underlay subnets: 2 puts half the nodes behind a router")
+	cmd.Flags().StringVar(&o.mode, "mode", "bgp", "the pod network's mode: bgp, vxlan or ipip (switch later with klab net mode)")
 	cmd.Flags().BoolVar(&o.retain, "retain", false, "keep what was made if up fails, for debugging")
+	cmd.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"bgp", "vxlan", "ipip"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions(providers.Names, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

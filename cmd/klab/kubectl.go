@@ -22,6 +22,24 @@ func (f *kubeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", "", "namespace (default: default)")
 }
 
+// ns is the namespace to use.
+func (f *kubeFlags) ns() string {
+	if f.namespace == "" {
+		return "default"
+	}
+	return f.namespace
+}
+
+// restConfig loads the selected cluster's (or --kubeconfig's) configuration.
+func (a *app) restConfig(f *kubeFlags) (*rest.Config, error) {
+	cfg, err := client.Config(a.cluster, f.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	client.RouteKlog(a.log)
+	return cfg, nil
+}
+
 // objects connects to the selected cluster for an object command.
 func (a *app) objects(f *kubeFlags) (*resources.Client, error) {
 	cfg, err := client.Config(a.cluster, f.kubeconfig)

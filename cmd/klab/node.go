@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/klab-dev/klab/cluster/client/podio"
 	"github.com/klab-dev/klab/provision"
 	"github.com/klab-dev/klab/provision/transport"
 )
@@ -97,17 +98,36 @@ node's), or run a command on it with a terminal.`,
 
 func (a *app) logsCmd() *cobra.Command {
 	var o struct {
-		node   string
-		follow bool
-		tail   int
+		node      string
+		container string
+		follow    bool
+		previous  bool
+		stamps    bool
+		tail      int
+		kube      kubeFlags
 	}
 	cmd := &cobra.Command{
-		Use:   "logs --node NODE COMPONENT",
-		Short: "Print the log of a node's component",
-		Example: `  klab logs --node master supervise
-  klab logs --node node1 supervise -f`,
+		Use:   "logs POD | --node NODE COMPONENT",
+		Short: "Print a container's log, or the log of a node's component",
+		Long: `Print the log of a pod's container, through the API server and the node's
+agent, or with --node the log of a component the node's supervisor runs
+(supervise, agent, etcd, apiserver, scheduler, controller-manager).`,
+		Example: `  klab logs web -c httpd
+  klab logs web -c client -f
+  klab logs web --previous          # the container's run before its last restart
+  klab logs --node master apiserver
+  klab logs --node node1 agent -f`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.node == "" {
+				cfg, err := a.restConfig(&o.kube)
+				if err != nil {
+					return err
+				}
+				return podio.Logs(cmd.Context(), cfg, o.kube.ns(), args[0], podio.LogOptions{
+					Container: o.container, Follow: o.follow, Previous: o.previous, Timestamps: o.stamps, Tail: int64(o.tail),
+				}, a.stdout)
+			}
 			t, err := a.transport(o.node)
 			if err != nil {
 				return err
@@ -124,10 +144,60 @@ func (a *app) logsCmd() *cobra.Command {
 			return remoteExit(err)
 		},
 	}
-	cmd.Flags().StringVar(&o.node, "node", "", "the node the component runs on")
+	cmd.Flags().StringVar(&o.node, "node", "", "print the log of a component on this node")
+	cmd.Flags().StringVarP(&o.container, "container", "c", "", "the pod's container (needed when it has several)")
 	cmd.Flags().BoolVarP(&o.follow, "follow", "f", false, "keep printing as the log grows")
+	cmd.Flags().BoolVarP(&o.previous, "previous", "p", false, "the container's previous run")
+	cmd.Flags().BoolVar(&o.stamps, "timestamps", false, "prefix each line with its time")
 	cmd.Flags().IntVar(&o.tail, "tail", -1, "print only the last N lines (-1: all)")
-	cmd.MarkFlagRequired("node")
+	o.kube.add(cmd)
 	cmd.RegisterFlagCompletionFunc("node", a.completeNodes)
+	return cmd
+}
+
+func (a *app) execCmd() *cobra.Command {
+	var o struct {
+		container  string
+		stdin, tty bool
+		kube       kubeFlags
+	}
+	cmd := &cobra.Command{
+		Use:   "exec POD [-c CONTAINER] [-it] -- COMMAND [ARG...]",
+		Short: "Run a command in a pod's container",
+		Long: `Run a command in a container of a pod, through the API server and the node's
+agent: it joins the container's namespaces (the pod's network, IPC and UTS, its
+own mount namespace) like every process of the container.`,
+		Example: `  klab exec web -c client -- wget -qO- 127.0.0.1
+  klab exec -it web -c client -- sh
+  klab exec web -c httpd -- cat /proc/1/status`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
+				return errors.New("usage: klab exec POD [-c CONTAINER] [-it] -- COMMAND [ARG...]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.restConfig(&o.kube)
+			if err != nil {
+				return err
+			}
+			eo := podio.ExecOptions{Container: o.container, Command: args[1:], TTY: o.tty, Stdout: a.stdout, Stderr: a.stderr}
+			if o.stdin {
+				eo.Stdin = os.Stdin
+			}
+			code, err := podio.Exec(cmd.Context(), cfg, o.kube.ns(), args[0], eo)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitCode(code)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&o.container, "container", "c", "", "the container (needed when the pod has several)")
+	cmd.Flags().BoolVarP(&o.stdin, "stdin", "i", false, "pass standard input to the command")
+	cmd.Flags().BoolVarP(&o.tty, "tty", "t", false, "give the command a terminal (with -i)")
+	o.kube.add(cmd)
 	return cmd
 }
