@@ -38,6 +38,8 @@ deps:
 
 deps-test:
 	scripts/deps.sh test
+	.ci/libvirt-deps
+	.ci/start-libvirt
 
 clean:
 	rm -rf bin

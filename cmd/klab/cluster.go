@@ -29,6 +29,9 @@ func (a *app) upCmd() *cobra.Command {
 		subnets  int
 		mode     string
 		retain   bool
+		accel    string
+		image    string
+		uri      string
 	}
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -37,7 +40,9 @@ func (a *app) upCmd() *cobra.Command {
 VMs), and klab's components on them, started under each machine's supervisor.`,
 		Example: `  sudo klab up                         # master + 2 nodes, provider chosen automatically
   sudo klab up --nodes 4 --subnets 2   # nodes in two subnets joined by a router
-  sudo klab up --name lab2 --nodes 1   # a second cluster beside the first`,
+  sudo klab up --name lab2 --nodes 1   # a second cluster beside the first
+  sudo klab up --mode vxlan            # start in VXLAN mode
+  sudo klab up --provider libvirt      # nodes are VMs (klab's own node image)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			plan := provision.PlanOptions{Name: a.cluster, Masters: o.masters, Workers: o.nodes, Subnets: o.subnets}
@@ -51,7 +56,19 @@ VMs), and klab's components on them, started under each machine's supervisor.`,
 			if err != nil {
 				return err
 			}
-			p, why, err := providers.Get(o.provider, bin)
+			lo := providers.LibvirtOptions()
+			for _, f := range []struct {
+				flag, val string
+				dst       *string
+			}{{"accel", o.accel, &lo.Accel}, {"image", o.image, &lo.CloudImage}, {"libvirt-uri", o.uri, &lo.URI}} {
+				if cmd.Flags().Changed(f.flag) {
+					*f.dst = f.val
+				}
+			}
+			if lo.Accel != "" && lo.Accel != "auto" && lo.Accel != "kvm" && lo.Accel != "tcg" {
+				return fmt.Errorf("--accel %s: use auto, kvm or tcg", lo.Accel)
+			}
+			p, why, err := providers.GetWith(o.provider, bin, lo)
 			if err != nil {
 				return err
 			}
@@ -81,6 +98,9 @@ VMs), and klab's components on them, started under each machine's supervisor.`,
 	cmd.Flags().IntVar(&o.subnets, "subnets", 1, "underlay subnets: 2 puts half the nodes behind a router")
 	cmd.Flags().StringVar(&o.mode, "mode", "bgp", "the pod network's mode: bgp, vxlan or ipip (switch later with klab net mode)")
 	cmd.Flags().BoolVar(&o.retain, "retain", false, "keep what was made if up fails, for debugging")
+	cmd.Flags().StringVar(&o.accel, "accel", "auto", "libvirt: kvm, tcg (plain QEMU emulation) or auto (a boot probe decides)")
+	cmd.Flags().StringVar(&o.image, "image", "", "libvirt: a qcow2 cloud image to boot with cloud-init instead of klab's node image")
+	cmd.Flags().StringVar(&o.uri, "libvirt-uri", "qemu:///system", "libvirt: the connection, e.g. qemu+ssh://host/system")
 	cmd.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"bgp", "vxlan", "ipip"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions(providers.Names, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
