@@ -132,7 +132,11 @@ type podWorker struct {
 	podIP      string
 	started    time.Time
 	sandboxErr string
-	ctrs       map[string]*ctr
+	// sandboxReason is the waiting reason a failed sandbox gives its
+	// containers: ContainerCreating, or the runtime's (a bad volume is a
+	// CreateContainerConfigError).
+	sandboxReason string
+	ctrs          map[string]*ctr
 }
 
 // containerIDs are a container's current and previous instances.
@@ -322,7 +326,11 @@ func (w *podWorker) sync(ctx context.Context) (next time.Duration, finished bool
 	}
 	if w.sandbox == nil {
 		if err := w.createSandbox(ctx, pod); err != nil {
-			w.sandboxErr = err.Error()
+			w.sandboxErr, w.sandboxReason = err.Error(), "ContainerCreating"
+			var se *runtime.StartError
+			if errors.As(err, &se) {
+				w.sandboxReason = se.Reason
+			}
 			w.m.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 			w.m.log.Warn("create sandbox", "pod", klog(pod), "err", err)
 			w.report(ctx, pod)
@@ -570,7 +578,7 @@ func (w *podWorker) report(ctx context.Context, pod *corev1.Pod) {
 	for _, spec := range pod.Spec.Containers {
 		v := containerView{Name: spec.Name, Image: spec.Image, WaitingReason: "ContainerCreating", Started: spec.StartupProbe == nil}
 		if w.sandboxErr != "" {
-			v.WaitingMessage = w.sandboxErr
+			v.WaitingReason, v.WaitingMessage = w.sandboxReason, w.sandboxErr
 		}
 		if c := w.ctrs[spec.Name]; c != nil {
 			v = containerView{
