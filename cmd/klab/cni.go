@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/klab-dev/klab/cluster/cni"
 	"github.com/klab-dev/klab/cluster/cni/plugin"
+	"github.com/klab-dev/klab/provision"
+	"github.com/klab-dev/klab/provision/transport"
 )
 
 // cniCmd is the CNI plugin and its call log. A runtime executes the plugin
@@ -56,18 +59,36 @@ func (a *app) cniLogCmd() *cobra.Command {
 		follow bool
 	}
 	cmd := &cobra.Command{
-		Use:   "log",
-		Short: "Print the node's CNI calls: each request (environment, stdin) and result (stdout)",
+		Use:   "log [NODE]",
+		Short: "Print a node's CNI calls: each request (environment, stdin) and result (stdout)",
 		Long: `Print the CNI calls the node's agent made, from ` + cni.DefaultLogPath + `: for
 each, the command, the plugin, how long it took, the CNI_ environment, the
-JSON configuration it got on stdin and the result or error it printed.`,
-		Example: `  klab node exec node1 -- klab cni log --tail 2
-  klab node exec node1 -- klab cni log -f
-  klab node exec node1 -- klab cni log -o json | jq .result`,
-		Args: cobra.NoArgs,
+JSON configuration it got on stdin and the result or error it printed.
+With NODE it asks that node (from the host); without, it reads this machine's.`,
+		Example: `  klab cni log node1 --tail 2
+  klab cni log node1 -f
+  klab cni log node1 -o json | jq .result`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: a.completeNodes,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.format != "text" && o.format != "json" {
 				return fmt.Errorf("unknown output format %q: use text or json", o.format)
+			}
+			if len(args) == 1 {
+				t, err := a.transport(args[0])
+				if err != nil {
+					return err
+				}
+				defer t.Close()
+				argv := []string{provision.NodeBinary, "cni", "log", "-o", o.format, "--tail", strconv.Itoa(o.tail), "--log", o.path}
+				if o.follow {
+					argv = append(argv, "-f")
+				}
+				err = t.Run(cmd.Context(), transport.Cmd{Args: argv, Stdout: a.stdout, Stderr: a.stderr})
+				if cmd.Context().Err() != nil {
+					return nil
+				}
+				return remoteExit(err)
 			}
 			return cni.PrintLog(cmd.Context(), a.stdout, o.path, o.tail, o.follow, o.format == "json")
 		},
