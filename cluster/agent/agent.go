@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/klab-dev/klab/cluster/api"
+	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/cni"
 	"github.com/klab-dev/klab/cluster/runtime"
 	"github.com/klab-dev/klab/cluster/runtime/image"
@@ -50,6 +51,9 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 		return fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
 	}
 	rc.UserAgent = "klab-agent/" + cfg.NodeName
+	// The kubelet's defaults: a burst of pod starts writes many statuses.
+	rc.QPS, rc.Burst = 50, 100
+	client.RouteKlog(log)
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err

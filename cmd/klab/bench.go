@@ -7,6 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/klab-dev/klab/cluster/bench"
+	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/install"
 	"github.com/klab-dev/klab/internal/output"
 	"github.com/klab-dev/klab/provision/netns"
@@ -17,7 +21,68 @@ func (a *app) benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure klab against the floor of what it does, in one run",
 	}
-	cmd.AddCommand(a.benchUpCmd())
+	cmd.AddCommand(a.benchUpCmd(), a.benchPodsCmd())
+	return cmd
+}
+
+func (a *app) benchPodsCmd() *cobra.Command {
+	var o struct {
+		pods, rss int
+		node      string
+		format    string
+	}
+	cmd := &cobra.Command{
+		Use:   "pods",
+		Short: "Pod startup latency on one node next to its floor, and the agent's memory",
+		Long: `Create pods on one node and measure, through a watch, how long each takes from
+its creation to Running and Ready (scheduling, sandbox, CNI, container start,
+status), next to the floor measured in the same run on that node: the same
+namespaces, a veth and the same command made by unshare and ip in a shell loop.
+Reads the agent's resident memory once --rss-at pods run. Upstream's SLO is
+p99 ≤ 5 s without image pulls.`,
+		Example: `  sudo klab bench pods
+  sudo klab bench pods --pods 30 --node node2 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := output.Check(o.format); err != nil {
+				return err
+			}
+			if o.pods < 1 || o.pods > 110 {
+				return fmt.Errorf("--pods %d: use 1 to 110 (a node holds at most 110)", o.pods)
+			}
+			t, err := a.transport(o.node)
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			cfg, err := client.Config(a.cluster, "")
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(client.ForComponent(cfg, "bench"))
+			if err != nil {
+				return err
+			}
+			step := a.progress().Start(fmt.Sprintf("%d pods on %s", o.pods, o.node))
+			r, err := bench.Pods(cmd.Context(), bench.PodsOptions{Kube: cs, Node: o.node, Transport: t, Pods: o.pods, RSSAt: o.rss,
+				Progress: func(s string) { step.Rename(s) }})
+			step.Rename(fmt.Sprintf("%d pods on %s", o.pods, o.node))
+			if err := step.End(err); err != nil {
+				return err
+			}
+			return output.Print(a.stdout, o.format, r, func(tw *tabwriter.Writer, wide bool) {
+				fmt.Fprintln(tw, "\tP50\tP99\tRATIO P99 TO FLOOR")
+				fmt.Fprintf(tw, "floor: unshare + veth + exec\t%s\t%s\t1.00\n", ms(r.FloorP50), ms(r.FloorP99))
+				fmt.Fprintf(tw, "pod created → Running\t%s\t%s\t%.1f\n", ms(r.P50), ms(r.P99), float64(r.P99)/float64(r.FloorP99))
+				fmt.Fprintf(tw, "upstream SLO\t\t%s\t\n", ms(r.SLO))
+				fmt.Fprintf(tw, "agent memory with %d pods\t%.1f MiB\t\t\n", r.RSSPods, float64(r.AgentRSS)/(1<<20))
+			})
+		},
+	}
+	cmd.Flags().IntVar(&o.pods, "pods", 100, "pods to start")
+	cmd.Flags().IntVar(&o.rss, "rss-at", 30, "read the agent's memory once this many pods run")
+	cmd.Flags().StringVar(&o.node, "node", "node1", "the node to start them on")
+	outputFlag(cmd, &o.format)
 	return cmd
 }
 
