@@ -21,7 +21,7 @@ func (a *app) benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure klab against the floor of what it does, in one run",
 	}
-	cmd.AddCommand(a.benchUpCmd(), a.benchPodsCmd())
+	cmd.AddCommand(a.benchUpCmd(), a.benchPodsCmd(), a.benchModesCmd())
 	return cmd
 }
 
