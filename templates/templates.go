@@ -10,7 +10,7 @@ import (
 	"text/template"
 )
 
-//go:embed libvirt image cloudinit systemd
+//go:embed libvirt image cloudinit systemd bird
 var files embed.FS
 
 var funcs = template.FuncMap{

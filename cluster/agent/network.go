@@ -192,17 +192,17 @@ func internalIP(node *corev1.Node) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// bgpPeers are the speaker's neighbours: every other node (full mesh), and
-// the external routers whose BGPPeer selects this node.
+// bgpPeers are the speaker's neighbours: the external routers whose
+// BGPPeer selects this node, and the other nodes (full mesh) — only those
+// in this node's subnet once a router peers with it, as with Calico's
+// top-of-rack design: the router brings the other subnets' blocks, with
+// itself as the next hop.
 func (n *network) bgpPeers() []bgp.Peer {
-	var out []bgp.Peer
-	for _, p := range n.apiPeers() {
-		out = append(out, bgp.Peer{Name: p.Name, Address: p.IP()})
-	}
 	var me *corev1.Node
 	if o, ok, _ := n.nodes.GetByKey(n.cfg.NodeName); ok {
 		me = o.(*corev1.Node)
 	}
+	var out []bgp.Peer
 	for _, o := range n.peers.List() {
 		bp := o.(*api.BGPPeer)
 		addr, err := netip.ParseAddr(bp.Spec.PeerIP)
@@ -216,6 +216,13 @@ func (n *network) bgpPeers() []bgp.Peer {
 			}
 		}
 		out = append(out, bgp.Peer{Name: bp.Name, Address: addr, AS: bp.Spec.ASN})
+	}
+	routed := len(out) > 0
+	for _, p := range n.apiPeers() {
+		if routed && !n.self.SameSubnet(p) {
+			continue
+		}
+		out = append(out, bgp.Peer{Name: p.Name, Address: p.IP()})
 	}
 	return out
 }
@@ -249,12 +256,14 @@ func (n *network) reconcile(ctx context.Context) error {
 		routes = bgp.Nodes(n.speaker.Routes())
 	}
 	res, err := n.rec.Apply(ctx, cfg, n.self, routes)
+	failed := err != nil
 	if err == nil && cfg.Mode != netmodes.VXLAN {
 		err = missingRoutes(n.apiPeers(), routes)
 	}
 	st := api.NodeNetworkStatus{
 		Mode:               api.NetworkMode(res.Mode),
 		Converged:          err == nil,
+		Failed:             failed,
 		ObservedGeneration: cn.Generation,
 		Implementation:     string(res.Mode) + " " + res.Implementation,
 		Changes:            api.NetworkChanges{Added: res.Changes.Added, Removed: res.Changes.Removed},
@@ -324,7 +333,7 @@ func (n *network) report(ctx context.Context, st api.NodeNetworkStatus) error {
 	if err := json.Unmarshal(raw, &entry); err != nil {
 		return err
 	}
-	for _, k := range []string{"message", "implementation", "changes", "took", "observedGeneration"} {
+	for _, k := range []string{"message", "implementation", "changes", "took", "observedGeneration", "failed"} {
 		if _, ok := entry[k]; !ok {
 			entry[k] = nil
 		}
@@ -343,7 +352,7 @@ func (n *network) report(ctx context.Context, st api.NodeNetworkStatus) error {
 }
 
 func equalStatus(a, b api.NodeNetworkStatus) bool {
-	return a.Mode == b.Mode && a.Converged == b.Converged && a.ObservedGeneration == b.ObservedGeneration &&
+	return a.Mode == b.Mode && a.Converged == b.Converged && a.Failed == b.Failed && a.ObservedGeneration == b.ObservedGeneration &&
 		a.Implementation == b.Implementation && a.Message == b.Message && a.Took == b.Took &&
 		slices.Equal(a.Changes.Added, b.Changes.Added) && slices.Equal(a.Changes.Removed, b.Changes.Removed)
 }

@@ -75,6 +75,9 @@ type NodeNetworkStatus struct {
 	Mode NetworkMode `json:"mode"`
 	// Converged is true once the node's devices and routes match the spec.
 	Converged bool `json:"converged"`
+	// Failed says the node cannot converge as things are (a route the
+	// kernel refuses, say), as opposed to still being on its way.
+	Failed bool `json:"failed,omitempty"`
 	// ObservedGeneration is the spec generation the node reconciled to.
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// Implementation says how the mode is realised, e.g. "ipip kernel" or

@@ -80,8 +80,16 @@ func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode,
 	}); err != nil {
 		return err
 	}
-	return pr.Do(fmt.Sprintf("network: %s mode", mode), func(s *progress.Step) error {
+	crossSubnet := false
+	err = pr.Do(fmt.Sprintf("network: %s mode", mode), func(s *progress.Step) error {
 		if _, err := nc.Switch(ctx, mode, false, readyTimeout); err != nil {
+			// Plain BGP across the router cannot work: that is a lesson,
+			// not a failure of up.
+			if mode == api.ModeBGP && len(c.Subnets) > 1 && strings.Contains(err.Error(), "not on-link") {
+				crossSubnet = true
+				s.Rename(fmt.Sprintf("network: %s mode within each subnet; between them it cannot route (see below)", mode))
+				return nil
+			}
 			return err
 		}
 		if mode == api.ModeVXLAN {
@@ -106,6 +114,11 @@ func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode,
 		s.Rename(fmt.Sprintf("network: %s mode, %d of %d BGP sessions Established", mode, up, all))
 		return nil
 	})
+	if err == nil && crossSubnet {
+		pr.Printf("note: plain BGP cannot route between the subnets: the next hops across the router are not on-link\n" +
+			"      (klab net status shows it). Fix it with: sudo klab net peer router, or klab net mode vxlan --cross-subnet\n")
+	}
+	return err
 }
 
 // waitNodesReady polls until every member is a Ready node.

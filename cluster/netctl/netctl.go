@@ -29,6 +29,10 @@ import (
 	"github.com/klab-dev/klab/provision"
 )
 
+// switchTimeout bounds the wait for nodes to converge after a change that
+// is not a mode switch (router peering).
+const switchTimeout = 60 * time.Second
+
 // Client reaches a cluster's API and its node agents.
 type Client struct {
 	Kube   kubernetes.Interface
@@ -109,15 +113,15 @@ func (c *Client) Switch(ctx context.Context, mode api.NetworkMode, crossSubnet b
 		return nil, err
 	}
 	res := &SwitchResult{From: Spec(prev), To: Spec(cn.Spec)}
-	nodes, err := c.waitConverged(ctx, cn.Generation, mode, timeout)
+	nodes, err := c.waitConverged(ctx, cn.Generation, mode, timeout, true)
 	res.Nodes, res.Took = nodes, time.Since(start)
-	if err == nil {
-		return res, nil
+	if err == nil || cn.Spec == prev {
+		return res, err
 	}
 	// Put the previous mode back, so that no node is left half-switched.
 	back, _, rerr := c.setSpec(context.WithoutCancel(ctx), func(s *api.ClusterNetworkSpec) { *s = prev })
 	if rerr == nil {
-		_, rerr = c.waitConverged(context.WithoutCancel(ctx), back.Generation, prev.Mode, timeout)
+		_, rerr = c.waitConverged(context.WithoutCancel(ctx), back.Generation, prev.Mode, timeout, true)
 	}
 	if rerr != nil {
 		return res, fmt.Errorf("%w; restoring %s also failed: %v", err, Spec(prev), rerr)
@@ -176,22 +180,30 @@ func ready(n *corev1.Node) bool {
 }
 
 // waitConverged watches the ClusterNetwork until every expected node
-// reports generation gen converged in mode.
-func (c *Client) waitConverged(ctx context.Context, gen int64, mode api.NetworkMode, timeout time.Duration) ([]NodeResult, error) {
+// reports generation gen converged in mode. With failFast it returns as
+// soon as every node has either converged or failed; without, failed
+// nodes count as still on their way (their peers are changing).
+func (c *Client) waitConverged(ctx context.Context, gen int64, mode api.NetworkMode, timeout time.Duration, failFast bool) ([]NodeResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	want, err := c.expectedNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
+	// results says how far every node is; failed lists the nodes that
+	// reported they cannot get there.
+	var failed []string
 	results := func(cn *api.ClusterNetwork) ([]NodeResult, []string) {
 		var out []NodeResult
 		var pending []string
+		failed = nil
 		for _, name := range want {
 			st, ok := cn.Status.Nodes[name]
 			r := NodeResult{Node: name, Mode: st.Mode, Implementation: st.Implementation, Changes: st.Changes, Took: st.Took.Duration, Message: st.Message}
 			r.Converged = ok && st.ObservedGeneration >= gen && st.Converged && st.Mode == mode
-			if !r.Converged {
+			if failFast && ok && st.ObservedGeneration >= gen && st.Failed {
+				failed = append(failed, name+" ("+st.Message+")")
+			} else if !r.Converged {
 				pending = append(pending, name)
 				if ok && st.ObservedGeneration < gen {
 					r.Message = "has not seen the change yet"
@@ -208,7 +220,7 @@ func (c *Client) waitConverged(ctx context.Context, gen int64, mode api.NetworkM
 		}
 		res, pending := results(cn)
 		if len(pending) == 0 {
-			return res, nil
+			return res, failure(failed, mode)
 		}
 		w, err := c.API.ClusterNetworks().Watch(ctx, metav1.ListOptions{
 			FieldSelector:   fields.OneTermEqualSelector("metadata.name", api.ClusterNetworkName).String(),
@@ -224,7 +236,7 @@ func (c *Client) waitConverged(ctx context.Context, gen int64, mode api.NetworkM
 			}
 			if res, pending = results(cn); len(pending) == 0 {
 				w.Stop()
-				return res, nil
+				return res, failure(failed, mode)
 			}
 		}
 		w.Stop()
@@ -242,6 +254,14 @@ func (c *Client) waitConverged(ctx context.Context, gen int64, mode api.NetworkM
 			return res, fmt.Errorf("not converged to %s within %s: %s", mode, timeout, strings.Join(why, "; "))
 		}
 	}
+}
+
+// failure is the error of nodes that cannot converge, or nil.
+func failure(failed []string, mode api.NetworkMode) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cannot converge to %s: %s", mode, strings.Join(failed, "; "))
 }
 
 // Reports asks every member's agent for its network report, in parallel.

@@ -14,6 +14,7 @@ import (
 	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/netctl"
 	"github.com/klab-dev/klab/internal/output"
+	"github.com/klab-dev/klab/internal/progress"
 	"github.com/klab-dev/klab/provision"
 )
 
@@ -41,7 +42,7 @@ func (a *app) netCmd() *cobra.Command {
   klab net routes node1
   klab net bgp`,
 	}
-	cmd.AddCommand(a.netStatusCmd(), a.netModeCmd(), a.netRoutesCmd(), a.netBGPCmd())
+	cmd.AddCommand(a.netStatusCmd(), a.netModeCmd(), a.netRoutesCmd(), a.netBGPCmd(), a.netPeerCmd())
 	return cmd
 }
 
@@ -262,6 +263,59 @@ func (a *app) netBGPCmd() *cobra.Command {
 		},
 	}
 	outputFlag(cmd, &format)
+	return cmd
+}
+
+func (a *app) netPeerCmd() *cobra.Command {
+	var o struct {
+		remove bool
+		asn    uint32
+	}
+	cmd := &cobra.Command{
+		Use:   "peer router",
+		Short: "Peer the nodes with the router (BIRD), so pure BGP works across subnets",
+		Long: `With --subnets 2, plain BGP mode fails between the subnets the way it does on a
+real network: node1 learns node2's block with node2's address as next hop, and
+the kernel refuses a route whose next hop is not on a connected network. This
+runs BIRD on the router as a route reflector that installs every node's block
+in its own routing table and hands the blocks on with itself as next hop, and
+peers each node with the router's address in its subnet (BGPPeer objects).`,
+		Example: `  sudo klab up --subnets 2 --nodes 2
+  klab net status                  # bgp: next hop … is not on-link
+  sudo klab net peer router        # fixed through the router
+  klab net bgp                     # sessions with the router
+  klab node exec router -- birdc -s /run/klab/bird.ctl show route
+  sudo klab net peer router --remove`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"router"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "router" {
+				return fmt.Errorf("klab net peer %s: only the cluster's router can be peered with (klab net peer router); for another BGP speaker create a BGPPeer object", args[0])
+			}
+			nc, c, err := a.netClient()
+			if err != nil {
+				return err
+			}
+			if _, ok := c.Node("router"); !ok {
+				return fmt.Errorf("cluster %q has no router: create one with sudo klab up --subnets 2", c.Name)
+			}
+			t, err := a.transport("router")
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			if o.remove {
+				return a.progress().Do("router peering removed", func(*progress.Step) error {
+					return nc.UnpeerRouter(cmd.Context(), c, t)
+				})
+			}
+			return a.progress().Do("nodes peered with the router (BIRD route reflector)", func(*progress.Step) error {
+				return nc.PeerRouter(cmd.Context(), c, t, o.asn)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&o.remove, "remove", false, "stop peering with the router")
+	cmd.Flags().Uint32Var(&o.asn, "asn", api.DefaultASN, "the AS number the router and the nodes share")
 	return cmd
 }
 
