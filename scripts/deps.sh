@@ -4,7 +4,7 @@
 #   scripts/deps.sh test     also what the tests need (captures, BIRD, VMs …)
 set -eu
 
-core="iproute2 util-linux iputils-ping busybox-static containernetworking-plugins nftables"
+core="iproute2 util-linux iputils-ping busybox-static containernetworking-plugins nftables bird2"
 test="openssh-server openssh-client traceroute bird2 tshark tcpdump iperf3 tmux"
 
 want=$core
