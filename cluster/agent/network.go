@@ -250,9 +250,12 @@ func (n *network) reconcile(ctx context.Context) error {
 	// VXLAN learns its peers from the API; BGP and IPIP from BGP, as in
 	// Calico (in IPIP mode bird still distributes the routes).
 	var routes []netmodes.Node
-	if cfg.Mode == netmodes.VXLAN {
+	switch cfg.Mode {
+	case netmodes.VXLAN:
 		routes = n.apiPeers()
-	} else {
+	case netmodes.IPIP:
+		routes = tunnelEnds(bgp.Nodes(n.speaker.Routes()), n.apiPeers())
+	default:
 		routes = bgp.Nodes(n.speaker.Routes())
 	}
 	res, err := n.rec.Apply(ctx, cfg, n.self, routes)
@@ -286,6 +289,25 @@ func (n *network) reconcile(ctx context.Context) error {
 		return perr
 	}
 	return err
+}
+
+// tunnelEnds points IPIP's tunnels at the nodes that own the blocks BGP
+// brought: a route reflector may have put itself as the next hop (the
+// router does, for plain BGP across subnets), but the packet must be
+// wrapped for the node behind it.
+func tunnelEnds(learned, nodes []netmodes.Node) []netmodes.Node {
+	owner := map[netip.Prefix]netmodes.Node{}
+	for _, n := range nodes {
+		owner[n.Block] = n
+	}
+	out := make([]netmodes.Node, 0, len(learned))
+	for _, l := range learned {
+		if o, ok := owner[l.Block]; ok {
+			l.Name, l.Underlay = o.Name, o.Underlay
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 // missingRoutes says which nodes' blocks BGP has not brought yet: until

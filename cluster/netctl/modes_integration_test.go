@@ -1,0 +1,321 @@
+package netctl_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/klab-dev/klab/cluster/api"
+	"github.com/klab-dev/klab/cluster/client"
+	"github.com/klab-dev/klab/cluster/client/podio"
+	"github.com/klab-dev/klab/cluster/install"
+	"github.com/klab-dev/klab/cluster/netctl"
+	"github.com/klab-dev/klab/internal/testutil"
+	"github.com/klab-dev/klab/netmodes"
+	"github.com/klab-dev/klab/netmodes/capture"
+	"github.com/klab-dev/klab/provision"
+	"github.com/klab-dev/klab/provision/netns"
+	"github.com/klab-dev/klab/provision/transport"
+)
+
+type lab struct {
+	t  *testing.T
+	c  *provision.Cluster
+	p  provision.Provider
+	nc *netctl.Client
+}
+
+func (l *lab) exec(pod string, cmd ...string) string {
+	l.t.Helper()
+	cfg, err := client.Config(l.c.Name, "")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code, err := podio.Exec(context.Background(), cfg, "default", pod, podio.ExecOptions{Command: cmd, Stdout: &out, Stderr: &errb})
+	if err != nil || code != 0 {
+		l.t.Fatalf("exec %s %v: code %d, %v: %s%s", pod, cmd, code, err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+func (l *lab) transport(node string) transport.Transport {
+	l.t.Helper()
+	t, err := l.p.Transport(l.c, node)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return t
+}
+
+func (l *lab) pod(name, node string, cmd ...string) *corev1.Pod {
+	l.t.Helper()
+	ctx := context.Background()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{NodeName: node,
+		Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: cmd}}}}
+	if _, err := l.nc.Kube.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		l.t.Fatal(err)
+	}
+	testutil.Poll(l.t, time.Minute, name+" running", func() bool {
+		p, _ = l.nc.Kube.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		return p != nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != ""
+	})
+	return p
+}
+
+// encapsulation captures, on the underlay bridge's port of node from, one
+// ICMP echo request from src to dst sent while fn runs, and says how it
+// was carried: "none", "vxlan" (with its VNI and port) or "ipip".
+func (l *lab) encapsulation(from, src, dst string, fn func()) string {
+	l.t.Helper()
+	ns, err := netmodes.OpenNetns("/run/netns/" + netns.NetNSName(l.c.Name, "underlay"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer ns.Close()
+	var c *capture.Capture
+	if err := ns.Do(func() error {
+		var err error
+		c, err = capture.Open(from, capture.Options{})
+		return err
+	}); err != nil {
+		l.t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	found := make(chan string, 1)
+	go func() {
+		for {
+			p, err := c.Read(ctx)
+			if err != nil {
+				found <- "nothing captured: " + err.Error()
+				return
+			}
+			if how, ok := carried(c.Decode(p), src, dst); ok {
+				found <- how
+				return
+			}
+		}
+	}()
+	fn()
+	return <-found
+}
+
+// carried finds an ICMP echo request src → dst in a frame, and how it was
+// carried.
+func carried(pkt gopacket.Packet, src, dst string) (string, bool) {
+	var ips []*layers.IPv4
+	var vx *layers.VXLAN
+	var udp *layers.UDP
+	for _, ly := range pkt.Layers() {
+		switch v := ly.(type) {
+		case *layers.IPv4:
+			ips = append(ips, v)
+		case *layers.VXLAN:
+			vx = v
+		case *layers.UDP:
+			if udp == nil {
+				udp = v
+			}
+		case *layers.ICMPv4:
+			if v.TypeCode.Type() != layers.ICMPv4TypeEchoRequest || len(ips) == 0 {
+				return "", false
+			}
+			in := ips[len(ips)-1]
+			if in.SrcIP.String() != src || in.DstIP.String() != dst {
+				return "", false
+			}
+			switch {
+			case len(ips) == 1:
+				return "none", true
+			case vx != nil:
+				return fmt.Sprintf("vxlan vni %d port %d", vx.VNI, udp.DstPort), true
+			case ips[0].Protocol == layers.IPProtocolIPv4:
+				return "ipip", true
+			}
+			return "unknown", true
+		}
+	}
+	return "", false
+}
+
+// TestIntegrationModes checks issue 5's acceptance on a cluster with two
+// subnets: every mode and cross-subnet variant carries pod traffic with
+// exactly its encapsulation on the wire, a 1400-byte ping and a 10 MB
+// transfer go through, live switches lose little and leave nothing of
+// the old mode, and a stopped agent's routes are withdrawn.
+func TestIntegrationModes(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireCommand(t, "nsenter", "bird")
+	t.Setenv("KLAB_STATE_DIR", t.TempDir())
+	bin := testutil.KlabBinary(t)
+	p := netns.New(bin)
+	ctx := context.Background()
+	c, err := install.Up(ctx, install.Options{Plan: provision.PlanOptions{Name: "tm-modes", Masters: 1, Workers: 2, Subnets: 2}, Provider: p, Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { install.Down(context.Background(), c.Name, func(string) (provision.Provider, error) { return p, nil }, nil) })
+	cfg, err := client.Config(c.Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := netctl.New(cfg, install.PKIDir(c.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lab{t: t, c: c, p: p, nc: nc}
+	// Plain BGP across the router needs the router to learn the routes.
+	if err := nc.PeerRouter(ctx, c, l.transport("router"), api.DefaultASN); err != nil {
+		t.Fatal(err)
+	}
+
+	// a and m share subnet a; b is across the router.
+	pa := l.pod("a", "node1", "sleep", "3600")
+	pb := l.pod("b", "node2", "sh", "-c", "dd if=/dev/zero of=/tmp/big bs=1M count=10 && httpd -f -p 80 -h /tmp")
+	pm := l.pod("m", "master", "sleep", "3600")
+
+	cases := []struct {
+		mode        api.NetworkMode
+		crossSubnet bool
+		across      string // a → b, between subnets
+		within      string // m → a, in one subnet
+	}{
+		{api.ModeBGP, false, "none", "none"},
+		{api.ModeVXLAN, false, "vxlan vni 4096 port 4789", "vxlan vni 4096 port 4789"},
+		{api.ModeIPIP, false, "ipip", "ipip"},
+		{api.ModeVXLAN, true, "vxlan vni 4096 port 4789", "none"},
+		{api.ModeIPIP, true, "ipip", "none"},
+	}
+	for _, tc := range cases {
+		name := string(tc.mode)
+		if tc.crossSubnet {
+			name += " cross-subnet"
+		}
+		t.Run(name, func(t *testing.T) {
+			l.t = t
+			if _, err := nc.Switch(ctx, tc.mode, tc.crossSubnet, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			got := l.encapsulation("node1", pa.Status.PodIP, pb.Status.PodIP, func() {
+				l.exec("a", "ping", "-c1", "-W2", "-s", "1400", pb.Status.PodIP)
+			})
+			if got != tc.across {
+				t.Errorf("a → b (across the router) carried as %q, want %q", got, tc.across)
+			}
+			got = l.encapsulation("master", pm.Status.PodIP, pa.Status.PodIP, func() {
+				l.exec("m", "ping", "-c1", "-W2", pa.Status.PodIP)
+			})
+			if got != tc.within {
+				t.Errorf("m → a (one subnet) carried as %q, want %q", got, tc.within)
+			}
+			out := l.exec("a", "sh", "-c", "wget -qO- http://"+pb.Status.PodIP+"/big | wc -c")
+			if strings.TrimSpace(out) != strconv.Itoa(10<<20) {
+				t.Errorf("10 MB transfer a → b got %s bytes", strings.TrimSpace(out))
+			}
+		})
+	}
+	l.t = t
+
+	// Live switches with a ping every 10 ms running.
+	if _, err := nc.Switch(ctx, api.ModeBGP, false, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 1)
+	go func() {
+		cfg, _ := client.Config(c.Name, "")
+		var out bytes.Buffer
+		podio.Exec(ctx, cfg, "default", "a", podio.ExecOptions{Command: []string{"ping", "-q", "-i", "0.01", "-c", "1000", "-W", "1", pb.Status.PodIP}, Stdout: &out, Stderr: &out})
+		done <- out.String()
+	}()
+	for _, m := range []api.NetworkMode{api.ModeVXLAN, api.ModeIPIP, api.ModeBGP} {
+		start := time.Now()
+		res, err := nc.Switch(ctx, m, false, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		t.Logf("switch %s → %s converged in %s", res.From, res.To, took.Round(time.Millisecond))
+		if took > 3*time.Second {
+			t.Errorf("switch to %s took %s (> 3 s)", m, took)
+		}
+		reps, err := nc.Reports(ctx, c, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reps {
+			for _, d := range r.State.Devices {
+				if (d.Name == "vxlan.calico" && m != api.ModeVXLAN) || (d.Name == "tunl0" && m != api.ModeIPIP && d.Up) {
+					t.Errorf("%s: device %s of an old mode left in %s mode", r.Node, d.Name, m)
+				}
+			}
+			if m != api.ModeVXLAN && len(r.State.FDB) > 0 {
+				t.Errorf("%s: FDB entries left in %s mode: %v", r.Node, m, r.State.FDB)
+			}
+			for _, rt := range r.State.Routes {
+				if rt.Proto == "klab" && ((m != api.ModeVXLAN && rt.Dev == "vxlan.calico") || (m != api.ModeIPIP && rt.Dev == "tunl0")) {
+					t.Errorf("%s: route of an old mode left in %s mode: %s", r.Node, m, rt.Route)
+				}
+			}
+		}
+	}
+	out := <-done
+	mm := regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`).FindStringSubmatch(out)
+	if mm == nil {
+		t.Fatalf("ping output: %s", out)
+	}
+	sent, got := atoi(mm[1]), atoi(mm[2])
+	t.Logf("10 ms ping across three switches: %d sent, %d received: loss window %d ms", sent, got, (sent-got)*10)
+	if got < sent*9/10 {
+		t.Errorf("lost %d of %d pings across three switches", sent-got, sent)
+	}
+
+	// A stopped agent's block is withdrawn from its peers; it returns
+	// when the agent restarts.
+	block := nodeBlock(t, nc, "node2")
+	hasRoute := func() bool {
+		reps, err := nc.Reports(ctx, c, "node1")
+		if err != nil {
+			return false
+		}
+		for _, r := range reps[0].State.Routes {
+			if r.Dst.String() == block && r.Proto == "klab" {
+				return true
+			}
+		}
+		return false
+	}
+	n2 := l.transport("node2")
+	if err := n2.Run(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise", "stop", "agent"}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Poll(t, 10*time.Second, "node1 to withdraw node2's block "+block, func() bool { return !hasRoute() })
+	if err := n2.Run(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise", "start", "agent"}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Poll(t, 30*time.Second, "node2's block back on node1", hasRoute)
+}
+
+func nodeBlock(t *testing.T, nc *netctl.Client, node string) string {
+	n, err := nc.Kube.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Spec.PodCIDR
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
