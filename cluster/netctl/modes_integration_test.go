@@ -166,7 +166,9 @@ func TestIntegrationModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { install.Down(context.Background(), c.Name, func(string) (provision.Provider, error) { return p, nil }, nil) })
+	t.Cleanup(func() {
+		install.Down(context.Background(), c.Name, func(string) (provision.Provider, error) { return p, nil }, nil)
+	})
 	cfg, err := client.Config(c.Name, "")
 	if err != nil {
 		t.Fatal(err)
