@@ -36,6 +36,8 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", s.logs)
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", s.exec)
 	mux.HandleFunc("GET /network", s.networkReport)
+	mux.HandleFunc("POST /capture", s.capture)
+	mux.HandleFunc("POST /probe", s.probe)
 	return s.authorize(mux)
 }
 
