@@ -95,7 +95,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 		c.GroupID = "nodes"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.netCmd()} {
+	for _, c := range []*cobra.Command{a.netCmd(), a.traceCmd()} {
 		c.GroupID = "network"
 		root.AddCommand(c)
 	}
