@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
@@ -29,10 +30,21 @@ type controlPlane struct {
 }
 
 func newControlPlane(e *env) *controlPlane {
-	return &controlPlane{common: common{env: e}, table: table{cols: []column{
+	c := &controlPlane{common: common{env: e}, table: table{cols: []column{
 		{title: "TIME"}, {title: "SOURCE", max: 11}, {title: "NODE", max: 10}, {title: "WHAT", max: 18},
 		{title: "MESSAGE", flex: true},
 	}}}
+	c.table.style = func(row, col int, cell string) string {
+		it := &c.items[c.shown[row]]
+		switch {
+		case col == 1:
+			return sourceStyle(c.styles, it.Source).Render(cell)
+		case col == 3 && it.Warning:
+			return c.styles.Bad.Render(cell)
+		}
+		return cell
+	}
+	return c
 }
 
 func (c *controlPlane) SetSize(w, h int) {
@@ -46,8 +58,7 @@ func (c *controlPlane) rebuild() {
 	following := c.table.cursor >= len(c.table.rows)-1
 	c.shown = c.shown[:0]
 	want := feedSources[c.source]
-	var rows, styled [][]string
-	st := c.styles
+	var rows [][]string
 	for i, it := range c.items {
 		if want != "" && it.Source != want {
 			continue
@@ -57,16 +68,9 @@ func (c *controlPlane) rebuild() {
 		if it.Object != "" {
 			msg = it.Object + ": " + msg
 		}
-		r := []string{it.Time.In(c.loc).Format("15:04:05"), it.Source, it.Node, it.Reason, msg}
-		rows = append(rows, r)
-		sr := append([]string(nil), r...)
-		sr[1] = sourceStyle(st, it.Source).Render(it.Source)
-		if it.Warning {
-			sr[3] = st.Bad.Render(it.Reason)
-		}
-		styled = append(styled, sr)
+		rows = append(rows, []string{it.Time.In(c.loc).Format("15:04:05"), it.Source, it.Node, it.Reason, msg})
 	}
-	c.table.setRows(rows, styled)
+	c.table.setRows(rows)
 	if following {
 		c.table.move(len(rows))
 	}
@@ -89,7 +93,13 @@ func sourceStyle(st *Styles, src string) interface{ Render(...string) string } {
 func (c *controlPlane) Update(msg tea.Msg) (page, tea.Cmd) {
 	switch msg := msg.(type) {
 	case feedMsg:
+		from := max(0, len(c.items)-1)
 		c.items = append(c.items, msg.items...)
+		byTime := func(a, b FeedItem) int { return a.Time.Compare(b.Time) }
+		if !slices.IsSortedFunc(c.items[from:], byTime) {
+			// History from several sources: keep the feed in time order.
+			slices.SortStableFunc(c.items, byTime)
+		}
 		if len(c.items) > maxFeed {
 			c.items = append([]FeedItem(nil), c.items[len(c.items)-maxFeed:]...)
 		}

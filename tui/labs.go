@@ -64,7 +64,7 @@ func (l *labsPage) rebuild() {
 	for _, lab := range l.labs {
 		rows = append(rows, []string{lab.ID, lab.Title.In(l.lang), progressBar(lab.Done, len(lab.Steps))})
 	}
-	l.table.setRows(rows, nil)
+	l.table.setRows(rows)
 	if l.open {
 		l.scroll.set(l.stepLines())
 	}

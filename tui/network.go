@@ -336,7 +336,7 @@ func (n *network) nodeLines() []string {
 
 	title("ROUTES")
 	rt := table{static: true, cols: []column{{title: "DESTINATION"}, {title: "VIA"}, {title: "DEVICE", flex: true}, {title: "PROTO"}, {title: "FLAGS", flex: true}}}
-	var rows, styled [][]string
+	var rows [][]string
 	for _, ro := range r.Routes {
 		var flags []string
 		if ro.OnLink {
@@ -345,19 +345,19 @@ func (n *network) nodeLines() []string {
 		if ro.Scope != "" {
 			flags = append(flags, "scope "+ro.Scope)
 		}
-		row := []string{ro.Dst, ro.Via, ro.Dev, ro.Proto, strings.Join(flags, " ")}
-		rows = append(rows, row)
-		sr := append([]string(nil), row...)
-		if ro.Proto == "klab" {
-			sr[3] = st.Accent.Render(ro.Proto)
+		rows = append(rows, []string{ro.Dst, ro.Via, ro.Dev, ro.Proto, strings.Join(flags, " ")})
+	}
+	rt.style = func(_, col int, cell string) string {
+		switch {
+		case col == 3 && cell == "klab":
+			return st.Accent.Render(cell)
+		case col == 2 && isTunnel(cell):
+			return st.Tunnel.Render(cell)
 		}
-		if isTunnel(ro.Dev) {
-			sr[2] = st.Tunnel.Render(ro.Dev)
-		}
-		styled = append(styled, sr)
+		return cell
 	}
 	rt.setSize(n.width, len(rows)+1)
-	rt.setRows(rows, styled)
+	rt.setRows(rows)
 	out = append(out, rt.view(st)...)
 
 	title("DEVICES")

@@ -94,30 +94,35 @@ func (o *overview) lines() []string {
 		{title: "NODE", flex: true}, {title: "READY"}, {title: "ROLE"}, {title: "UNDERLAY IP"},
 		{title: "POD CIDR"}, {title: "PODS", right: true}, {title: "CPU", right: true}, {title: "MEMORY", right: true},
 	}}
-	var rows, styled [][]string
+	var rows [][]string
 	for _, n := range s.Nodes {
-		ready, readyS := "-", st.Dim.Render("-")
+		ready := "-"
 		switch {
 		case n.Role == "router":
 		case !n.Registered:
-			ready, readyS = "no", st.Bad.Render("no")
+			ready = "no"
 		case n.Ready:
-			ready, readyS = "✓", st.OK.Render("✓")
+			ready = "✓"
 		default:
-			ready, readyS = "✗", st.Bad.Render("✗")
+			ready = "✗"
 		}
 		ip := n.IP
 		if len(n.IPs) > 0 {
 			ip = strings.Join(n.IPs, ",")
 		}
-		r := []string{n.Name, ready, n.Role, ip, dash(n.PodCIDR), strconv.Itoa(n.Pods), usage(n.CPU, cpu), usage(n.Memory, binSize)}
-		rows = append(rows, r)
-		sr := append([]string(nil), r...)
-		sr[1] = readyS
-		styled = append(styled, sr)
+		rows = append(rows, []string{n.Name, ready, n.Role, ip, dash(n.PodCIDR), strconv.Itoa(n.Pods), usage(n.CPU, cpu), usage(n.Memory, binSize)})
+	}
+	t.style = func(_, col int, cell string) string {
+		switch {
+		case col != 1 || cell == "-":
+			return cell
+		case cell == "✓":
+			return st.OK.Render(cell)
+		}
+		return st.Bad.Render(cell)
 	}
 	t.setSize(o.width, len(rows)+1)
-	t.setRows(rows, styled)
+	t.setRows(rows)
 	out = append(out, t.view(st)...)
 	for _, n := range s.Nodes {
 		if n.Registered && !n.Ready && n.NotReady != "" {

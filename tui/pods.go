@@ -47,7 +47,7 @@ type pods struct {
 }
 
 func newPods(e *env) *pods {
-	return &pods{
+	p := &pods{
 		common:   common{env: e},
 		filter:   input{prompt: "/", placeholder: "filter: name, namespace, node, IP or status", limit: 64},
 		details:  scroller{},
@@ -59,6 +59,13 @@ func newPods(e *env) *pods {
 			{title: "AGE", right: true},
 		}},
 	}
+	p.table.style = func(_, col int, cell string) string {
+		if col == 3 {
+			return p.styles.state(cell)
+		}
+		return cell
+	}
+	return p
 }
 
 func (p *pods) SetSize(w, h int) {
@@ -106,9 +113,7 @@ func (p *pods) rebuild() {
 	}
 	p.shown = p.shown[:0]
 	rows := make([][]string, 0, len(idx))
-	styled := make([][]string, 0, len(idx))
 	now := p.now()
-	st := p.styles
 	for _, i := range idx {
 		pd := &all[i]
 		p.shown = append(p.shown, pd)
@@ -116,14 +121,10 @@ func (p *pods) rebuild() {
 		if p.deleting[pd.Ref()] && status != "Terminating" {
 			status = "Deleting"
 		}
-		r := []string{pd.Namespace, pd.Name, fmt.Sprintf("%d/%d", pd.Ready, pd.Total), status,
-			strconv.Itoa(pd.Restarts), dash(pd.IP), dash(pd.Node), age(now, pd.Created)}
-		rows = append(rows, r)
-		sr := slices.Clone(r)
-		sr[3] = st.state(status)
-		styled = append(styled, sr)
+		rows = append(rows, []string{pd.Namespace, pd.Name, fmt.Sprintf("%d/%d", pd.Ready, pd.Total), status,
+			strconv.Itoa(pd.Restarts), dash(pd.IP), dash(pd.Node), age(now, pd.Created)})
 	}
-	p.table.setRows(rows, styled)
+	p.table.setRows(rows)
 	if keep.Name != "" {
 		for i, pd := range p.shown {
 			if pd.Namespace == keep.Namespace && pd.Name == keep.Name {
@@ -276,9 +277,9 @@ func (p *pods) key(msg tea.KeyMsg) (page, tea.Cmd) {
 		}
 	case key.Matches(msg, k.Logs):
 		p.mode, p.target = podsLogs, ref
-		return p, p.startLogs(ref)
+		return p, p.startLogs(withContainer(ref, sel))
 	case key.Matches(msg, k.Shell):
-		cmd := p.cluster.Shell(ref)
+		cmd := p.cluster.Shell(withContainer(ref, sel))
 		return p, tea.ExecProcess(cmd, func(err error) tea.Msg {
 			if err != nil {
 				return ErrMsg{Op: "shell in " + ref.String(), Err: err}
@@ -289,6 +290,14 @@ func (p *pods) key(msg tea.KeyMsg) (page, tea.Cmd) {
 		p.mode, p.target = podsConfirm, ref
 	}
 	return p, nil
+}
+
+// withContainer names the pod's first container: logs and shells go to it.
+func withContainer(ref PodRef, p *Pod) PodRef {
+	if len(p.Containers) > 0 {
+		ref.Container = p.Containers[0]
+	}
+	return ref
 }
 
 // startLogs follows a pod's log; a new id makes lines of an older stream

@@ -2,11 +2,13 @@ package tui_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -476,6 +478,13 @@ func TestColours(t *testing.T) {
 	}
 }
 
+// cpuTime is the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 type envMap map[string]string
 
 func (e envMap) Environ() []string {
@@ -487,3 +496,45 @@ func (e envMap) Environ() []string {
 }
 
 func (e envMap) Getenv(k string) string { return e[k] }
+
+// BenchmarkView draws every view of a cluster of 10 nodes and 200 pods
+// at 80×24 and at 200×60 (the target is under 5ms a frame).
+func BenchmarkView(b *testing.B) {
+	for _, size := range [][2]int{{80, 24}, {200, 60}} {
+		for i, name := range []string{"Overview", "Pods", "Network", "Topology", "Trace", "ControlPlane", "Labs"} {
+			b.Run(fmt.Sprintf("%s/%dx%d", name, size[0], size[1]), func(b *testing.B) {
+				t := &testing.T{}
+				c := fake.NewSized(9, 200)
+				tm := &screen{m: newTUI(c, tui.Options{Renderer: renderer(termenv.TrueColor)})}
+				tm.TestModel = teatest.NewTestModel(t, probe{tm}, teatest.WithInitialTermSize(size[0], size[1]))
+				deadline := time.Now().Add(5 * time.Second)
+				for !strings.Contains(tm.now(), "COMPONENTS") && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				press(tm, string(rune('1'+i)))
+				if name == "Trace" {
+					press(tm, "enter", "a", "enter", "b", "enter")
+				}
+				want := map[string]string{"Pods": "200 pods", "Network": "runs", "Topology": "underlay a", "Trace": "hop 10 of 10", "ControlPlane": "6 items", "Labs": "2 labs"}[name]
+				for !strings.Contains(tm.now(), want) && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				if !strings.Contains(tm.now(), want) {
+					b.Fatalf("%s: the screen does not show %q:\n%s", name, want, tm.now())
+				}
+				tm.Quit()
+				tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second))
+				m := tm.m
+				// The machine may be shared: report the CPU time a frame takes
+				// too, which waiting for a CPU does not inflate.
+				before := cpuTime()
+				n := 0
+				for b.Loop() {
+					_ = m.View()
+					n++
+				}
+				b.ReportMetric(float64((cpuTime()-before).Nanoseconds())/float64(n), "cpu-ns/op")
+			})
+		}
+	}
+}

@@ -292,7 +292,8 @@ func (m *Model) View() string {
 	b.WriteString(fr("┌─") + title + fr(strings.Repeat("─", max(0, fill))) + right + fr("─┐") + "\n")
 
 	// Tabs.
-	b.WriteString(fr("│") + " " + fit(m.tabs(bw), bw) + " " + fr("│") + "\n")
+	left, right := fr("│")+" ", " "+fr("│")+"\n"
+	b.WriteString(left + fit(m.tabs(bw), bw) + right)
 	b.WriteString(fr("├"+strings.Repeat("─", inner)+"┤") + "\n")
 
 	// Body.
@@ -308,7 +309,9 @@ func (m *Model) View() string {
 		body = m.current().View()
 	}
 	for _, l := range block(strings.Split(body, "\n"), bw, bh) {
-		b.WriteString(fr("│") + " " + l + " " + fr("│") + "\n")
+		b.WriteString(left)
+		b.WriteString(l)
+		b.WriteString(right)
 	}
 
 	// Error (if any) on the rule, the footer and the bottom border.
@@ -319,7 +322,7 @@ func (m *Model) View() string {
 	} else {
 		b.WriteString(fr("├"+strings.Repeat("─", inner)+"┤") + "\n")
 	}
-	b.WriteString(fr("│") + " " + fit(helpLine(st, m.footerKeys(), bw), bw) + " " + fr("│") + "\n")
+	b.WriteString(left + fit(helpLine(st, m.footerKeys(), bw), bw) + right)
 	b.WriteString(fr("└" + strings.Repeat("─", inner) + "┘"))
 	return b.String()
 }

@@ -14,7 +14,14 @@ var ids atomic.Int64
 func newID() int { return int(ids.Add(1)) }
 
 // width is the number of cells s takes (escape sequences take none).
-func width(s string) int { return ansi.StringWidth(s) }
+func width(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 || s[i] == 0x1b {
+			return ansi.StringWidth(s)
+		}
+	}
+	return len(s)
+}
 
 // fit cuts s to w cells (with an ellipsis) or pads it with spaces to w.
 func fit(s string, w int) string {
@@ -74,9 +81,11 @@ type column struct {
 // table is a list of rows with a cursor, drawn a screenful at a time, so
 // that its cost does not grow with the number of rows.
 type table struct {
-	cols   []column
-	rows   [][]string
-	styled [][]string // optional: the cells with colour, same widths
+	cols []column
+	rows [][]string
+	// style, when set, colours a cell of a row in view (the selected row
+	// has its own style); it must not change the cell's width.
+	style  func(row, col int, cell string) string
 	widths []int
 	cursor int
 	offset int
@@ -88,8 +97,8 @@ type table struct {
 
 // setRows replaces the rows and recomputes the column widths; the cursor
 // stays on the same index (clamped).
-func (t *table) setRows(rows, styled [][]string) {
-	t.rows, t.styled = rows, styled
+func (t *table) setRows(rows [][]string) {
+	t.rows = rows
 	t.layout()
 	t.clamp()
 }
@@ -105,17 +114,23 @@ func (t *table) layout() {
 	for i, c := range t.cols {
 		t.widths[i] = width(c.title)
 	}
+	caps := make([]int, len(t.cols))
+	for i, c := range t.cols {
+		caps[i] = t.width
+		if c.max > 0 {
+			caps[i] = c.max
+		}
+	}
 	for _, r := range t.rows {
 		for i := range t.cols {
-			if i < len(r) {
+			// A column at its cap need not measure more rows.
+			if i < len(r) && t.widths[i] < caps[i] {
 				t.widths[i] = max(t.widths[i], width(r[i]))
 			}
 		}
 	}
-	for i, c := range t.cols {
-		if c.max > 0 {
-			t.widths[i] = min(t.widths[i], c.max)
-		}
+	for i := range t.cols {
+		t.widths[i] = min(t.widths[i], max(caps[i], 1))
 	}
 	// Two cells of gutter (the cursor) and one between columns.
 	avail := t.width - 2 - (len(t.cols) - 1)
@@ -193,7 +208,7 @@ func (t *table) navigate(k KeyMap, msg keyMsg) bool {
 	return true
 }
 
-func (t *table) row(st *Styles, cells []string, styled []string, selected bool) string {
+func (t *table) row(st *Styles, idx int, cells []string, selected bool) string {
 	var b strings.Builder
 	if selected {
 		b.WriteString("▸ ")
@@ -208,8 +223,8 @@ func (t *table) row(st *Styles, cells []string, styled []string, selected bool) 
 		if i < len(cells) {
 			c = cells[i]
 		}
-		if styled != nil && i < len(styled) && !selected && width(c) <= w {
-			c = styled[i]
+		if t.style != nil && idx >= 0 && !selected && width(c) <= w {
+			c = t.style(idx, i, c)
 		}
 		if t.cols[i].right {
 			b.WriteString(padLeft(c, w))
@@ -230,14 +245,10 @@ func (t *table) view(st *Styles) []string {
 	for i, c := range t.cols {
 		hdr[i] = c.title
 	}
-	lines := []string{st.Header.Render(fit(t.row(st, hdr, nil, false), t.width))}
+	lines := []string{st.Header.Render(fit(t.row(st, -1, hdr, false), t.width))}
 	end := min(len(t.rows), t.offset+t.visible())
 	for i := t.offset; i < end; i++ {
-		var styled []string
-		if t.styled != nil {
-			styled = t.styled[i]
-		}
-		lines = append(lines, t.row(st, t.rows[i], styled, i == t.cursor && !t.static))
+		lines = append(lines, t.row(st, i, t.rows[i], i == t.cursor && !t.static))
 	}
 	return lines
 }
