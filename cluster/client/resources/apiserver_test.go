@@ -3,8 +3,11 @@ package resources_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
@@ -14,6 +17,7 @@ import (
 	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/client/resources"
 	"github.com/klab-dev/klab/cluster/pki"
+	"github.com/klab-dev/klab/internal/testutil"
 )
 
 const webV1 = `apiVersion: apps/v1
@@ -64,6 +68,24 @@ spec:
         image: klab/web:2
 `
 
+// syncBuffer is a buffer a command writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func manifests(t *testing.T, text string) []resources.Manifest {
 	t.Helper()
 	ms, err := resources.ReadManifests([]string{"-"}, strings.NewReader(text))
@@ -77,6 +99,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and an API server")
 	}
+	client.RouteKlog(slog.New(slog.DiscardHandler)) // before anything logs
 	api := apiservertest.Start(t)
 	cfg, err := client.Config("unused", api.Kubeconfig(t))
 	if err != nil {
@@ -266,6 +289,62 @@ func TestAgainstAPIServer(t *testing.T) {
 			if !strings.Contains(got, want) {
 				t.Errorf("describe deploy lacks %q:\n%s", want, got)
 			}
+		}
+	})
+
+	t.Run("get --watch", func(t *testing.T) {
+		ts, _ := c.Targets([]string{"cm"})
+		first := &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "listed", Namespace: "kube-system"}}
+		if _, err := admin.CoreV1().ConfigMaps("kube-system").Create(ctx, first, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		var buf syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Get(wctx, &buf, &buf, ts, resources.GetOptions{Namespace: "kube-system", Watch: true})
+		}()
+		testutil.Poll(t, 10*time.Second, "the first listing", func() bool { return strings.Contains(buf.String(), "\nlisted ") })
+		cm := &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "watched", Namespace: "kube-system"}}
+		if _, err := admin.CoreV1().ConfigMaps("kube-system").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Poll(t, 10*time.Second, "a row for the new configmap", func() bool { return strings.Contains(buf.String(), "\nwatched ") })
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("watch ended with %v", err)
+		}
+		if strings.Count(buf.String(), "NAME") != 1 {
+			t.Errorf("the header printed more than once:\n%s", buf.String())
+		}
+	})
+
+	t.Run("rollout status", func(t *testing.T) {
+		d, err := admin.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 5, UpdatedReplicas: 2, AvailableReplicas: 2}
+		if d, err = admin.AppsV1().Deployments("default").UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ts, _ := c.Targets([]string{"deploy/web"})
+		var buf syncBuffer
+		done := make(chan error, 1)
+		go func() { done <- c.RolloutStatus(ctx, &buf, ts, "", true, 30*time.Second) }()
+		testutil.Poll(t, 10*time.Second, "the waiting line", func() bool {
+			return strings.Contains(buf.String(), `Waiting for deployment "web" rollout to finish: 2 out of 5 new replicas have been updated...`)
+		})
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 5, UpdatedReplicas: 5, AvailableReplicas: 5, ReadyReplicas: 5}
+		if _, err := admin.AppsV1().Deployments("default").UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(buf.String(), "deployment \"web\" successfully rolled out\n") {
+			t.Errorf("rollout status printed:\n%s", buf.String())
 		}
 	})
 

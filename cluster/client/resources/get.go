@@ -388,6 +388,16 @@ func (c *Client) watch(ctx context.Context, out io.Writer, t Target, ns string, 
 		return notFound(c.connErr(err), t.Mapping, ns)
 	}
 	defer stream.Close()
+	// Closing the body is what reliably ends a read blocked on the stream.
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			stream.Close()
+		case <-stopped:
+		}
+	}()
 	header := first == nil
 	dec := json.NewDecoder(bufio.NewReader(stream))
 	for {
