@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 		Node:         cfg.NodeName,
 		Binary:       binary,
 		CgroupParent: cfg.CgroupParent,
-		Images:       &image.Store{Root: image.DefaultRoot, Node: cfg.NodeName},
+		Images:       &image.Store{Root: image.DefaultRoot, Node: cfg.NodeName, KlabBinary: binary},
 	})
 	if err != nil {
 		return err
@@ -91,8 +91,10 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 		cfg: cfg, cs: cs, rt: rt, recorder: recorder, log: log,
 		net:        cni.New(cni.Options{ConfDir: cfg.CNIConfDir}),
 		volumeRoot: filepath.Join(cfg.StateDir, "volumes"),
+		tokens:     newTokenManager(cs, cfg.CAFile, log),
 		workers:    map[types.UID]*podWorker{},
 	}
+	go pm.tokens.run(ctx)
 	srv := &server{pods: pm, log: log}
 	go func() {
 		if err := srv.serve(ctx, cfg); err != nil {
@@ -120,6 +122,7 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 		return err
 	}
 	srv.network.Store(nw)
+	startServicePlane(ctx, cfg, cs, srv, log)
 	a.netReady.Store(true)
 	readyChanged <- struct{}{}
 	log.Info("network ready", "podCIDR", cidr, "conflist", path)

@@ -63,8 +63,10 @@ type podManager struct {
 	net      podNetwork
 	recorder record.EventRecorder
 	log      *slog.Logger
-	// volumeRoot holds the pods' configMap and secret volumes.
+	// volumeRoot holds the pods' configMap, secret and service account
+	// volumes.
 	volumeRoot string
+	tokens     *tokenManager
 
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -324,6 +326,11 @@ func (w *podWorker) sync(ctx context.Context) (next time.Duration, finished bool
 	if terminal(pod.Status.Phase) && !w.anyRunning() {
 		return idle, false // it ran to its end; nothing to restart
 	}
+	if err := w.m.tokens.ensure(ctx, pod, filepath.Join(w.m.volumeRoot, string(pod.UID))); err != nil {
+		w.sandboxErr = err.Error()
+		w.report(ctx, pod)
+		return retrySandbox, false
+	}
 	if w.sandbox == nil {
 		if err := w.createSandbox(ctx, pod); err != nil {
 			w.sandboxErr, w.sandboxReason = err.Error(), "ContainerCreating"
@@ -396,6 +403,7 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *corev1.Pod) (err err
 	if err != nil {
 		return err
 	}
+	cfg.Volumes = append(cfg.Volumes, w.m.tokens.volumes(pod)...)
 	files, err := volumeFiles(ctx, w.m.cs, pod)
 	if err != nil {
 		return err
@@ -446,6 +454,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Con
 		attempt++
 	}
 	cfg, err := containerConfig(ctx, w.m.cs, pod, spec, w.podIP, attempt)
+	cfg.Mounts = append(cfg.Mounts, w.m.tokens.mounts(pod, spec)...)
 	var rc *runtime.Container
 	if err == nil {
 		rc, err = w.m.rt.StartContainer(ctx, w.sandbox.ID, cfg)
@@ -501,6 +510,7 @@ func (w *podWorker) watch(ctx context.Context, pod *corev1.Pod, spec *corev1.Con
 // teardown stops the pod's containers (gracefully when pod is given),
 // detaches it from the network and removes everything it had.
 func (w *podWorker) teardown(ctx context.Context, pod *corev1.Pod, grace time.Duration) {
+	w.m.tokens.forget(w.uid)
 	var wg sync.WaitGroup
 	for _, c := range w.ctrs {
 		if c.id == "" {

@@ -27,6 +27,8 @@ import (
 type server struct {
 	pods    *podManager
 	network atomic.Pointer[network]
+	proxy   atomic.Pointer[serviceProxy]
+	policy  atomic.Pointer[policyAgent]
 	log     *slog.Logger
 }
 
@@ -36,6 +38,8 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", s.logs)
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", s.exec)
 	mux.HandleFunc("GET /network", s.networkReport)
+	mux.HandleFunc("GET /services", s.servicesReport)
+	mux.HandleFunc("GET /policy", s.policyReport)
 	mux.HandleFunc("POST /capture", s.capture)
 	mux.HandleFunc("POST /probe", s.probe)
 	return s.authorize(mux)

@@ -118,7 +118,10 @@ func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode,
 		pr.Printf("note: plain BGP cannot route between the subnets: the next hops across the router are not on-link\n" +
 			"      (klab net status shows it). Fix it with: sudo klab net peer router, or klab net mode vxlan --cross-subnet\n")
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return deployDNS(ctx, nc.Kube, pr, !crossSubnet)
 }
 
 // waitNodesReady polls until every member is a Ready node.

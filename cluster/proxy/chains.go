@@ -34,6 +34,12 @@ const (
 	chainNoEndpoints = "no-endpoints"
 )
 
+// Comments of a service chain's counting rules, which reports look for.
+const (
+	commentAll      = "connections to the service"
+	commentNodePort = "connections through the node port"
+)
+
 // podVethPrefix starts the names of pods' host-side veths.
 const podVethPrefix = "cali"
 
@@ -140,7 +146,7 @@ func plan(cfg Config, ports []ServicePort) *desired {
 	for _, sp := range ports {
 		p := proto(sp.Protocol)
 		if len(sp.Endpoints) == 0 {
-			noEndpoints = append(noEndpoints, nftrule.New().DAddr(sp.ClusterIP).L4Proto(p).DPort(sp.ServicePort).Counter().Reject().
+			noEndpoints = append(noEndpoints, nftrule.New().DAddr(sp.ClusterIP).L4Proto(p).DPort(sp.Port).Counter().Reject().
 				Comment("%s has no ready endpoints", sp.Name()))
 			if sp.NodePort != 0 && cfg.NodeIP.IsValid() {
 				noEndpoints = append(noEndpoints, nftrule.New().DAddr(cfg.NodeIP).L4Proto(p).DPort(sp.NodePort).Counter().Reject().
@@ -149,13 +155,16 @@ func plan(cfg Config, ports []ServicePort) *desired {
 			continue
 		}
 		svc := svcChain(sp)
-		services = append(services, nftrule.New().DAddr(sp.ClusterIP).L4Proto(p).DPort(sp.ServicePort).Counter().Goto(svc).
+		services = append(services, nftrule.New().DAddr(sp.ClusterIP).L4Proto(p).DPort(sp.Port).Goto(svc).
 			Comment("%s cluster IP", sp.Name()))
+		// The service's counters live in its own chain, which changes only
+		// with its endpoints (services and nodeports change with any).
+		rules := []*nftrule.Rule{nftrule.New().Counter().Comment(commentAll)}
 		if sp.NodePort != 0 {
-			nodePorts = append(nodePorts, nftrule.New().L4Proto(p).DPort(sp.NodePort).MarkSet(markNodePort).Counter().Goto(svc).
+			nodePorts = append(nodePorts, nftrule.New().L4Proto(p).DPort(sp.NodePort).MarkSet(markNodePort).Goto(svc).
 				Comment("%s node port", sp.Name()))
+			rules = append(rules, nftrule.New().MarkHas(markNodePort).Counter().Comment(commentNodePort))
 		}
-		var rules []*nftrule.Rule
 		var eps, uses []string
 		for _, e := range sp.Endpoints {
 			eps = append(eps, epChain(sp, e))

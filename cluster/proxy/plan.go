@@ -39,12 +39,13 @@ type Config struct {
 type ServicePort struct {
 	// Service is namespace/name.
 	Service string `json:"service"`
-	// Port is the port's name ("" for a Service's only, unnamed port).
-	Port     string `json:"port,omitempty"`
+	// PortName is the port's name ("" for a Service's only, unnamed
+	// port).
+	PortName string `json:"portName,omitempty"`
 	Protocol string `json:"protocol"` // TCP, UDP or SCTP
-	// ClusterIP and ServicePort are where clients connect.
-	ClusterIP   netip.Addr `json:"clusterIP"`
-	ServicePort uint16     `json:"servicePort"`
+	// ClusterIP and Port are where clients connect.
+	ClusterIP netip.Addr `json:"clusterIP"`
+	Port      uint16     `json:"port"`
 	// NodePort, when not 0, is the port on every node's address.
 	NodePort uint16 `json:"nodePort,omitempty"`
 	// Affinity is the ClientIP session affinity's timeout; 0 is none.
@@ -68,17 +69,17 @@ func (e Endpoint) String() string { return netip.AddrPortFrom(e.IP, e.Port).Stri
 // Name is "namespace/name:port", or without a port name
 // "namespace/name:number".
 func (sp ServicePort) Name() string {
-	if sp.Port != "" {
-		return sp.Service + ":" + sp.Port
+	if sp.PortName != "" {
+		return sp.Service + ":" + sp.PortName
 	}
-	return sp.Service + ":" + strconv.Itoa(int(sp.ServicePort))
+	return sp.Service + ":" + strconv.Itoa(int(sp.Port))
 }
 
 // key names the port in chain and set names: namespace/name/tcp/port.
 func (sp ServicePort) key() string {
-	p := sp.Port
+	p := sp.PortName
 	if p == "" {
-		p = strconv.Itoa(int(sp.ServicePort))
+		p = strconv.Itoa(int(sp.Port))
 	}
 	return sp.Service + "/" + strings.ToLower(sp.Protocol) + "/" + p
 }
@@ -118,7 +119,7 @@ func Build(svcs []*corev1.Service, eps []*corev1.Endpoints) []ServicePort {
 			if proto == "" {
 				proto = string(corev1.ProtocolTCP)
 			}
-			sp := ServicePort{Service: name, Port: p.Name, Protocol: proto, ClusterIP: ip, ServicePort: uint16(p.Port), Affinity: affinity}
+			sp := ServicePort{Service: name, PortName: p.Name, Protocol: proto, ClusterIP: ip, Port: uint16(p.Port), Affinity: affinity}
 			if nodePorts && p.NodePort > 0 {
 				sp.NodePort = uint16(p.NodePort)
 			}
@@ -127,8 +128,8 @@ func Build(svcs []*corev1.Service, eps []*corev1.Endpoints) []ServicePort {
 		}
 	}
 	slices.SortFunc(out, func(a, b ServicePort) int {
-		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Port, b.Port),
-			cmp.Compare(a.ServicePort, b.ServicePort), strings.Compare(a.Protocol, b.Protocol))
+		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.PortName, b.PortName),
+			cmp.Compare(a.Port, b.Port), strings.Compare(a.Protocol, b.Protocol))
 	})
 	return out
 }

@@ -61,7 +61,7 @@ func TestBuild(t *testing.T) {
 		for _, ep := range sp.Endpoints {
 			e = append(e, ep.String()+" "+ep.describe())
 		}
-		lines = append(lines, strings.Join([]string{sp.Name(), sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, sp.ServicePort).String(),
+		lines = append(lines, strings.Join([]string{sp.Name(), sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, sp.Port).String(),
 			"np=" + strconv.Itoa(int(sp.NodePort)), "aff=" + sp.Affinity.String(), strings.Join(e, ", ")}, " "))
 	}
 	want := []string{
@@ -88,27 +88,30 @@ func chainText(d *desired, name string) string {
 
 func TestPlan(t *testing.T) {
 	ep := func(ip string) Endpoint { return Endpoint{IP: netip.MustParseAddr(ip), Port: 8080} }
-	web := ServicePort{Service: "default/web", Port: "http", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.20"), ServicePort: 80,
+	web := ServicePort{Service: "default/web", PortName: "http", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.20"), Port: 80,
 		NodePort: 30080, Endpoints: []Endpoint{ep("10.42.1.3"), ep("10.42.2.3"), ep("10.42.3.3")}}
-	one := ServicePort{Service: "default/one", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.21"), ServicePort: 53,
+	one := ServicePort{Service: "default/one", Protocol: "UDP", ClusterIP: netip.MustParseAddr("10.96.0.21"), Port: 53,
 		Affinity: time.Minute, Endpoints: []Endpoint{ep("10.42.1.4")}}
-	none := ServicePort{Service: "default/none", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.22"), ServicePort: 80, NodePort: 30081}
+	none := ServicePort{Service: "default/none", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.22"), Port: 80, NodePort: 30081}
 	d := plan(Config{Node: "node1", NodeIP: netip.MustParseAddr("192.168.34.11")}, []ServicePort{web, one, none})
 
 	tests := []struct{ chain, want string }{
-		{"services", `ip daddr 10.96.0.20 tcp dport 80 counter packets 0 bytes 0 goto svc-default/web/tcp/http comment "default/web:http cluster IP"
-ip daddr 10.96.0.21 udp dport 53 counter packets 0 bytes 0 goto svc-default/one/udp/53 comment "default/one:53 cluster IP"
+		{"services", `ip daddr 10.96.0.20 tcp dport 80 goto svc-default/web/tcp/http comment "default/web:http cluster IP"
+ip daddr 10.96.0.21 udp dport 53 goto svc-default/one/udp/53 comment "default/one:53 cluster IP"
 ip daddr 192.168.34.11 jump nodeports comment "node ports, on this node's address 192.168.34.11"
 `},
-		{"nodeports", `tcp dport 30080 meta mark set meta mark | 0x8000 counter packets 0 bytes 0 goto svc-default/web/tcp/http comment "default/web:http node port"
+		{"nodeports", `tcp dport 30080 meta mark set meta mark | 0x8000 goto svc-default/web/tcp/http comment "default/web:http node port"
 `},
 		{"no-endpoints", `ip daddr 10.96.0.22 tcp dport 80 counter packets 0 bytes 0 reject comment "default/none:80 has no ready endpoints"
 ip daddr 192.168.34.11 tcp dport 30081 counter packets 0 bytes 0 reject comment "default/none:80 node port has no ready endpoints"
 `},
-		{"svc-default/web/tcp/http", `numgen random mod 3 vmap @lb-default/web/tcp/http comment "balance: each of the 3 endpoints with probability 1/3"
+		{"svc-default/web/tcp/http", `counter packets 0 bytes 0 comment "connections to the service"
+meta mark & 0x8000 != 0x0 counter packets 0 bytes 0 comment "connections through the node port"
+numgen random mod 3 vmap @lb-default/web/tcp/http comment "balance: each of the 3 endpoints with probability 1/3"
 uses lb-default/web/tcp/http map ep-default/web/tcp/http@10.42.1.3:8080,ep-default/web/tcp/http@10.42.2.3:8080,ep-default/web/tcp/http@10.42.3.3:8080
 `},
-		{"svc-default/one/udp/53", `ip saddr @aff-default/one/udp/53@10.42.1.4:8080 counter packets 0 bytes 0 goto ep-default/one/udp/53@10.42.1.4:8080 comment "ClientIP affinity: clients seen in the last 1m0s go back to 10.42.1.4:8080"
+		{"svc-default/one/udp/53", `counter packets 0 bytes 0 comment "connections to the service"
+ip saddr @aff-default/one/udp/53@10.42.1.4:8080 counter packets 0 bytes 0 goto ep-default/one/udp/53@10.42.1.4:8080 comment "ClientIP affinity: clients seen in the last 1m0s go back to 10.42.1.4:8080"
 goto ep-default/one/udp/53@10.42.1.4:8080 comment "the only endpoint"
 uses aff-default/one/udp/53@10.42.1.4:8080 timeout 1m0s
 `},

@@ -257,7 +257,7 @@ func (p *Proxier) flushStaleFlows(before, after []ServicePort) (uint, error) {
 		}
 		prev, existed := old[sp.key()]
 		if existed && len(prev.Endpoints) == 0 && len(sp.Endpoints) > 0 {
-			filter(netlink.ConntrackOrigDstIP, sp.ClusterIP, sp.ServicePort)
+			filter(netlink.ConntrackOrigDstIP, sp.ClusterIP, sp.Port)
 			if sp.NodePort != 0 && p.cfg.NodeIP.IsValid() {
 				filter(netlink.ConntrackOrigDstIP, p.cfg.NodeIP, sp.NodePort)
 			}
@@ -266,7 +266,7 @@ func (p *Proxier) flushStaleFlows(before, after []ServicePort) (uint, error) {
 			if slices.Contains(sp.Endpoints, e) {
 				continue
 			}
-			filter(netlink.ConntrackReplySrcIP, e.IP, sp.ServicePort)
+			filter(netlink.ConntrackReplySrcIP, e.IP, sp.Port)
 			if sp.NodePort != 0 {
 				filter(netlink.ConntrackReplySrcIP, e.IP, sp.NodePort)
 			}

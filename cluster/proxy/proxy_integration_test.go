@@ -39,11 +39,11 @@ func TestIntegrationProxy(t *testing.T) {
 	epA := Endpoint{IP: a.IP, Port: 8080, Pod: "default/a", Node: "n1"}
 	epB := Endpoint{IP: b.IP, Port: 8080, Pod: "default/b", Node: "n1"}
 	ports := []ServicePort{
-		{Service: "default/web", Port: "http", Protocol: "TCP", ClusterIP: svcIP, ServicePort: 80, NodePort: 30080, Endpoints: []Endpoint{epA, epB}},
-		{Service: "default/web", Port: "dns", Protocol: "UDP", ClusterIP: svcIP, ServicePort: 53, Endpoints: []Endpoint{epA, epB}},
-		{Service: "default/alone", Protocol: "TCP", ClusterIP: aloneIP, ServicePort: 80, Endpoints: []Endpoint{epA}},
-		{Service: "default/empty", Protocol: "TCP", ClusterIP: emptyIP, ServicePort: 80, NodePort: 30081},
-		{Service: "default/sticky", Protocol: "TCP", ClusterIP: stickIP, ServicePort: 80, Affinity: time.Minute, Endpoints: []Endpoint{epA, epB}},
+		{Service: "default/web", PortName: "http", Protocol: "TCP", ClusterIP: svcIP, Port: 80, NodePort: 30080, Endpoints: []Endpoint{epA, epB}},
+		{Service: "default/web", PortName: "dns", Protocol: "UDP", ClusterIP: svcIP, Port: 53, Endpoints: []Endpoint{epA, epB}},
+		{Service: "default/alone", Protocol: "TCP", ClusterIP: aloneIP, Port: 80, Endpoints: []Endpoint{epA}},
+		{Service: "default/empty", Protocol: "TCP", ClusterIP: emptyIP, Port: 80, NodePort: 30081},
+		{Service: "default/sticky", Protocol: "TCP", ClusterIP: stickIP, Port: 80, Affinity: time.Minute, Endpoints: []Endpoint{epA, epB}},
 	}
 	if _, err := p.Sync(ports); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestIntegrationProxy(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"ip daddr 10.96.250.10 tcp dport 80 counter packets",
+		"ip daddr 10.96.250.10 tcp dport 80 goto svc-default/web/tcp/http",
 		"numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http@10.250.1.2:8080, 1 : goto ep-default/web/tcp/http@10.250.1.3:8080 }",
 		"dnat to 10.250.1.2:8080",
 		"update @aff-default/sticky/tcp/80@10.250.1.2:8080 { ip saddr timeout 1m0s }",

@@ -29,8 +29,9 @@ type ServiceStatus struct {
 	ServicePort
 	// Chain is the port's chain ("" when it has no endpoint).
 	Chain string `json:"chain,omitempty"`
-	// Connections counts the connections that went through the cluster IP
-	// on this node, NodeConnections those through the node port.
+	// Connections counts the connections this node sent to the
+	// service's endpoints (since they last changed), NodeConnections those
+	// of them that came through the node port.
 	Connections     uint64 `json:"connections"`
 	NodeConnections uint64 `json:"nodePortConnections,omitempty"`
 	// Rejected counts connections refused for want of an endpoint.
@@ -112,9 +113,8 @@ func (p *Proxier) Report() (*Report, error) {
 			st.Rejected = counted(byName[chainNoEndpoints], func(r Rule) bool { return strings.HasPrefix(r.Comment, sp.Name()+" ") })
 		} else {
 			st.Chain = svcChain(sp)
-			goesTo := func(r Rule) bool { return strings.HasSuffix(r.Text, "goto "+st.Chain) }
-			st.Connections = counted(byName[chainServices], goesTo)
-			st.NodeConnections = counted(byName[chainNodePorts], goesTo)
+			st.Connections = counted(byName[st.Chain], func(r Rule) bool { return r.Comment == commentAll })
+			st.NodeConnections = counted(byName[st.Chain], func(r Rule) bool { return r.Comment == commentNodePort })
 		}
 		for _, e := range sp.Endpoints {
 			es := EndpointStatus{Endpoint: e, Chain: epChain(sp, e)}

@@ -206,7 +206,15 @@ func (s *Scheduler) onPod(obj any) {
 	}
 	key := pod.Namespace + "/" + pod.Name
 	s.cache.updatePod(key, pod)
-	if s.ours(pod) && !s.cache.isAssumed(key) {
+	if !s.ours(pod) || s.cache.isAssumed(key) {
+		return
+	}
+	// A pod waiting for room (its own status update, say) stays with its
+	// backoff; a change in the cluster brings it back sooner.
+	s.mu.Lock()
+	_, waiting := s.waiting[key]
+	s.mu.Unlock()
+	if !waiting {
 		s.queue.Add(key)
 	}
 }
@@ -265,6 +273,9 @@ func (s *Scheduler) scheduleNext(ctx context.Context) bool {
 	}
 	defer s.queue.Done(key)
 
+	s.mu.Lock()
+	delete(s.waiting, key) // back in play; a failure puts it back
+	s.mu.Unlock()
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		s.queue.Forget(key)

@@ -99,7 +99,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 		c.GroupID = "network"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.superviseCmd(), a.agentCmd(), a.cniCmd(root)} {
+	for _, c := range []*cobra.Command{a.superviseCmd(), a.agentCmd(), a.cniCmd(root), a.dnsCmd()} {
 		c.GroupID = "components"
 		root.AddCommand(c)
 	}

@@ -42,7 +42,7 @@ func (a *app) netCmd() *cobra.Command {
   klab net routes node1
   klab net bgp`,
 	}
-	cmd.AddCommand(a.netStatusCmd(), a.netModeCmd(), a.netRoutesCmd(), a.netBGPCmd(), a.netPeerCmd())
+	cmd.AddCommand(a.netStatusCmd(), a.netModeCmd(), a.netRoutesCmd(), a.netBGPCmd(), a.netPeerCmd(), a.netServicesCmd(), a.netPolicyCmd())
 	return cmd
 }
 

@@ -5,6 +5,8 @@
 //   - the built-in busybox image ("busybox", "busybox:latest"), assembled
 //     on the node on first use from the busybox-static binary
 //     (/bin/busybox) with every applet linked to it;
+//   - the built-in klab image ("klab"): the node's klab binary as /klab,
+//     which cluster add-ons such as "klab dns" run from;
 //   - images imported from an OCI layout (a directory, or a tar of one) or
 //     a docker-archive tarball ("docker save") with "klab image import",
 //     flattened with go-containerregistry's mutate.Extract.
@@ -67,6 +69,9 @@ type Store struct {
 	// BusyboxBinary is the static busybox the built-in image is made
 	// from; empty means /bin/busybox.
 	BusyboxBinary string
+	// KlabBinary is the klab executable the built-in klab image is made
+	// from; empty: the store has no klab image.
+	KlabBinary string
 }
 
 // Rootfs is the absolute path of an image's root filesystem.
@@ -103,7 +108,8 @@ func Normalize(name string) string {
 }
 
 // Resolve finds an image by name (or by ID), assembling the built-in
-// busybox image on first use. An image the node does not have is a
+// busybox and klab images on first use (and klab's again when the node's
+// binary changed). An image the node does not have is a
 // *NotFoundError.
 func (s *Store) Resolve(ctx context.Context, name string) (*Image, error) {
 	want := Normalize(name)
@@ -115,16 +121,17 @@ func (s *Store) Resolve(ctx context.Context, name string) (*Image, error) {
 		}
 		for i := range imgs {
 			if imgs[i].Name == want || imgs[i].ID == name {
-				if _, err := os.Stat(s.Rootfs(&imgs[i])); err == nil {
+				if _, err := os.Stat(s.Rootfs(&imgs[i])); err == nil && s.current(&imgs[i]) {
 					found = &imgs[i]
 					return nil
 				}
 			}
 		}
-		if want != Busybox {
+		build := s.builtin(want)
+		if build == nil {
 			return nil
 		}
-		img, err := s.buildBusybox(ctx)
+		img, err := build(ctx)
 		if err != nil {
 			return err
 		}
