@@ -109,6 +109,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 	a.addNodeConsole(root)
 	a.addControlPlane(root)
 	a.addWorkloads(root)
+	root.AddCommand(a.labCmd())
 	return root
 }
 
