@@ -82,11 +82,12 @@ type gcObject struct {
 // propagationPolicy Orphan (finalizer orphan) by removing their owner
 // references.
 type garbageCollector struct {
-	dyn     dynamic.Interface
-	byKind  map[schema.GroupKind]GCResource
-	factory dynamicinformer.DynamicSharedInformerFactory
-	loop    *loop
-	log     *slog.Logger
+	dyn      dynamic.Interface
+	byKind   map[schema.GroupKind]GCResource
+	factory  dynamicinformer.DynamicSharedInformerFactory
+	handlers []cache.InformerSynced
+	loop     *loop
+	log      *slog.Logger
 
 	mu         sync.Mutex
 	objects    map[types.UID]*gcObject
@@ -105,26 +106,25 @@ func newGarbageCollector(m *manager, resources []GCResource) (*garbageCollector,
 	c.loop = newLoop("garbagecollector", m.log, c.sync)
 	for _, r := range resources {
 		c.byKind[schema.GroupKind{Group: r.Resource.Group, Kind: r.Kind}] = r
-		if _, err := c.factory.ForResource(r.Resource).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := c.factory.ForResource(r.Resource).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { c.observe(r, obj) },
 			UpdateFunc: func(_, obj any) { c.observe(r, obj) },
 			DeleteFunc: func(obj any) { c.forget(deleted(obj)) },
-		}); err != nil {
+		})
+		if err != nil {
 			return nil, fmt.Errorf("watch %s: %w", r.Resource, err)
 		}
+		c.handlers = append(c.handlers, reg.HasSynced)
 	}
 	return c, nil
 }
 
 func (c *garbageCollector) start(ctx context.Context) { c.factory.Start(ctx.Done()) }
 
+// synced waits until the handlers have seen every informer's first
+// listing, so the graph holds every object before the collector acts.
 func (c *garbageCollector) synced(ctx context.Context) bool {
-	for _, ok := range c.factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return false
-		}
-	}
-	return true
+	return cache.WaitForCacheSync(ctx.Done(), c.handlers...)
 }
 
 func (c *garbageCollector) observe(r GCResource, obj any) {

@@ -19,6 +19,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -96,6 +97,7 @@ type Scheduler struct {
 	mu      sync.Mutex
 	waiting map[string]struct{}
 
+	synced      []cache.InformerSynced
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 	binds       sync.WaitGroup
@@ -118,14 +120,15 @@ func New(cs kubernetes.Interface, o Options) (*Scheduler, error) {
 	}
 	podInformer := s.factory.Core().V1().Pods()
 	s.pods = podInformer.Lister()
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	podReg, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onPod(obj) },
 		UpdateFunc: func(_, obj any) { s.onPod(obj) },
 		DeleteFunc: s.onPodDelete,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("watch pods: %w", err)
 	}
-	if _, err := s.factory.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	nodeReg, err := s.factory.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if n, ok := obj.(*v1.Node); ok {
 				s.cache.setNode(n)
@@ -151,9 +154,11 @@ func New(cs kubernetes.Interface, o Options) (*Scheduler, error) {
 				s.cache.deleteNode(n.Name)
 			}
 		},
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("watch nodes: %w", err)
 	}
+	s.synced = []cache.InformerSynced{podReg.HasSynced, nodeReg.HasSynced}
 	return s, nil
 }
 
@@ -168,13 +173,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	s.factory.Start(ctx.Done())
 	defer s.factory.Shutdown()
-	for typ, ok := range s.factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("scheduler: informer for %v did not sync", typ)
+	// Wait until our handlers, not just the informers, have seen the
+	// first listing: every node must be in the cache before a decision.
+	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+		if ctx.Err() != nil {
+			return nil
 		}
+		return errors.New("scheduler: the pod and node informers did not sync")
 	}
 	s.o.Log.Info("scheduler started", "names", s.o.SchedulerNames, "maxPodsPerNode", s.o.MaxPodsPerNode)
 
