@@ -316,13 +316,9 @@ func (cp *controlPlane) started(ctx context.Context, pr *progress.Printer) error
 	})
 }
 
-// waitReaped waits until no process of the cluster is left on this host,
-// dead ones included. Down kills every process of a machine at once, so
-// the components its supervisor ran (etcd, the API server, the agent)
-// lose their parent and become orphans of the host's init, which reaps
-// them on its own schedule; until then they still show in /proc with the
-// cluster's cgroup.
-func waitReaped(ctx context.Context, cluster string) error {
+// waitGone waits until no live process of the cluster is left on this
+// host (a last check after the provider killed every machine's cgroup).
+func waitGone(ctx context.Context, cluster string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	mark := "/klab/" + cluster + "/"
@@ -334,23 +330,37 @@ func waitReaped(ctx context.Context, cluster string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("processes %v of cluster %s are dead but were not reaped by the host's init (pid 1)", pids, cluster)
+			return fmt.Errorf("processes %v of cluster %s are still running", pids, cluster)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
 }
 
-// clusterPIDs lists the processes whose cgroup path contains mark.
+// clusterPIDs lists the live processes whose cgroup path contains mark.
+// Zombies are not counted: they hold nothing but their PID, and reaping
+// them is their parent's job (the host's init, for processes whose parent
+// was killed with the node).
 func clusterPIDs(mark string) []string {
 	files, _ := filepath.Glob("/proc/[0-9]*/cgroup")
 	var pids []string
 	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), mark) {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), mark) && !zombie(filepath.Dir(f)) {
 			pids = append(pids, filepath.Base(filepath.Dir(f)))
 		}
 	}
 	return pids
+}
+
+// zombie reports whether the process at /proc/PID has exited and waits
+// to be reaped.
+func zombie(procDir string) bool {
+	b, err := os.ReadFile(filepath.Join(procDir, "stat"))
+	if err != nil {
+		return true // gone
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // UserKubeconfig issues a client certificate from the cluster's CA for

@@ -270,7 +270,7 @@ func deleteCluster(ctx context.Context, p provision.Provider, c *provision.Clust
 	if err := p.Delete(ctx, c); err != nil {
 		return err
 	}
-	if err := waitReaped(ctx, c.Name); err != nil {
+	if err := waitGone(ctx, c.Name); err != nil {
 		return err
 	}
 	return provision.Remove(c.Name)

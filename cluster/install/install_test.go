@@ -187,7 +187,7 @@ func assertGone(t *testing.T, c *provision.Cluster) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
 	for _, f := range procs {
 		b, _ := os.ReadFile(f)
-		if strings.Contains(string(b), fmt.Sprintf("/klab/%s/", c.Name)) {
+		if strings.Contains(string(b), fmt.Sprintf("/klab/%s/", c.Name)) && !zombie(filepath.Dir(f)) {
 			cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "cmdline"))
 			t.Errorf("process left: %s %q", filepath.Dir(f), strings.ReplaceAll(string(cmd), "\x00", " "))
 		}

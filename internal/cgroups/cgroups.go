@@ -64,6 +64,22 @@ func Find() (Hierarchy, error) {
 	return Hierarchy{}, errors.New("no cgroup hierarchy is mounted: mount cgroup2 on /sys/fs/cgroup")
 }
 
+// All returns every mounted cgroup hierarchy, v1 and v2.
+func All() ([]Hierarchy, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []Hierarchy
+	for _, line := range strings.Split(string(b), "\n") {
+		mi, ok := ParseMountInfo(line)
+		if ok && (mi.FSType == "cgroup" || mi.FSType == "cgroup2") {
+			out = append(out, Hierarchy{Root: mi.MountPoint, V2: mi.FSType == "cgroup2"})
+		}
+	}
+	return out, nil
+}
+
 // MountInfo is one line of /proc/PID/mountinfo.
 type MountInfo struct {
 	MountPoint string

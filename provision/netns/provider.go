@@ -166,8 +166,16 @@ func (p *Provider) Delete(ctx context.Context, c *provision.Cluster) error {
 			errs = append(errs, fmt.Errorf("%s: %w", n, err))
 		}
 	}
-	if herr == nil {
-		cgroupOf(h, c.Name, "x").RemoveEmptyParents()
+	// Pod limits live in the v1 hierarchies too (cpu, memory, pids on a
+	// hybrid host): their groups go as well, now that no process is left.
+	if all, err := cgroups.All(); err == nil {
+		for _, hh := range all {
+			g := cgroups.Group{H: hh, Rel: filepath.Join("klab", c.Name)}
+			if err := g.Remove(); err != nil {
+				errs = append(errs, err)
+			}
+			cgroupOf(hh, c.Name, "x").RemoveEmptyParents()
+		}
 	}
 	for _, n := range names {
 		for _, f := range []string{pin(c.Name, n, "mnt"), pin(c.Name, n, "uts"), netnsPath(NetNSName(c.Name, n))} {
