@@ -6,13 +6,20 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
 
+// maxRetryDelay caps the backoff of a key that keeps failing (upstream:
+// 1000s). Conflicts with a busy API server are the usual failure; a lab
+// should not stall for minutes after a burst of them.
+const maxRetryDelay = 30 * time.Second
+
 // loop is a controller's work queue and workers: keys go in from informer
 // handlers, each is synced by one worker at a time, failures are retried
-// with a per-key exponential backoff (5ms to 1000s, as upstream).
+// with a per-key exponential backoff (5ms to 30s) under an overall rate
+// limit.
 type loop struct {
 	name  string
 	queue workqueue.TypedRateLimitingInterface[string]
@@ -23,7 +30,11 @@ type loop struct {
 func newLoop(name string, log *slog.Logger, sync func(ctx context.Context, key string) error) *loop {
 	return &loop{
 		name: name,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedMaxOfRateLimiter(
+				workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Millisecond, maxRetryDelay),
+				&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
+			),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: name}),
 		sync: sync,
 		log:  log.With("controller", name),
