@@ -207,7 +207,12 @@ func nodeBox(st *Styles, s *Snapshot, n *Node, pods []*Pod, rep NetworkReport, w
 	case !n.Registered || !n.Ready:
 		ready = st.Bad.Render("●")
 	}
-	row(ready + " " + st.Bold.Render(n.Name) + " " + n.IP)
+	ip := n.IP
+	if width(n.Name)+width(ip)+3 > inner {
+		// The last byte says it: the subnet is written above the boxes.
+		ip = ip[strings.LastIndexByte(ip, '.'):]
+	}
+	row(ready + " " + st.Bold.Render(n.Name) + " " + ip)
 	role := n.Role
 	if n.PodCIDR != "" {
 		role = n.PodCIDR

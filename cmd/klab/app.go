@@ -56,6 +56,13 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
   sudo klab down                    # remove everything up made`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// klab alone opens the TUI on a terminal, and prints help elsewhere.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !isTerminal() {
+				return cmd.Help()
+			}
+			return a.runTUI(cmd.Context(), tuiOptions{view: 1})
+		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			// Components log what they do; commands only what went wrong.
 			level := slog.LevelWarn
@@ -104,6 +111,7 @@ the pod network runs in Calico-style BGP, VXLAN or IPIP mode.`,
 		root.AddCommand(c)
 	}
 	root.AddCommand(a.versionCmd(), a.internalCmd())
+	root.AddCommand(a.tuiCmd())
 	a.addRuntimeCmds(root)
 	a.addImageBuild(root)
 	a.addNodeConsole(root)
