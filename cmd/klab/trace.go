@@ -321,6 +321,9 @@ func underlay(c *provision.Cluster) (trace.Underlay, error) {
 				m.Role = trace.RoleRouter
 				m.NetnsName = netns.NetNSName(c.Name, n.Name)
 				m.Netns = "/run/netns/" + m.NetnsName
+				// Its routes (connected, and what BIRD learned once
+				// peered): unread, it routes between its subnets.
+				m.State, _ = inspectNetns(m.Netns)
 				for i, s := range c.Subnets {
 					m.Links = append(m.Links, trace.Link{Subnet: i, IP: s.Gateway, Port: n.Name + "-" + s.Name, NIC: fmt.Sprintf("eth%d", i)})
 				}
@@ -357,6 +360,16 @@ func underlay(c *provision.Cluster) (trace.Underlay, error) {
 		return u, fmt.Errorf("klab trace does not know the underlay of provider %q", c.Provider)
 	}
 	return u, nil
+}
+
+// inspectNetns reads the devices and routes of the namespace at path.
+func inspectNetns(path string) (*netmodes.State, error) {
+	ns, err := netmodes.OpenNetns(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	return netmodes.Inspect(ns.Netlink())
 }
 
 // tapsByMAC maps the host's interfaces by MAC to their names.

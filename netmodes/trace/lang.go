@@ -231,6 +231,10 @@ var (
 		"the router has no route to %[1]s: it only joins the subnets %[2]s",
 		"路由器没有到 %[1]s 的路由：它只连接子网 %[2]s",
 	}
+	lossBGPSubnets = text{
+		"; BGP without encapsulation needs every node in one L2 segment, or the router to learn the routes (klab net peer router), or IPIP/VXLAN CrossSubnet",
+		"；不封装的 BGP 要求所有节点在同一个二层网段，或者让路由器学到这些路由（klab net peer router），或者用 IPIP/VXLAN CrossSubnet",
+	}
 	lossMTU = text{
 		"the packet is %[1]d bytes but %[2]s on %[3]s has MTU %[4]d and the packet may not be fragmented (DF): it is dropped",
 		"包长 %[1]d 字节，而 %[3]s 上 %[2]s 的 MTU 是 %[4]d，且包不允许分片（DF）：被丢弃",

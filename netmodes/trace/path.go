@@ -117,6 +117,9 @@ type Machine struct {
 	// cannot. NetnsName names it for people.
 	Netns     string
 	NetnsName string
+	// State is the router's routing table when it can be read; without
+	// it the router is taken to route between its subnets only.
+	State *netmodes.State
 }
 
 // Link is a machine's attachment to a subnet.
@@ -574,34 +577,62 @@ func (s *sim) underlay(from string, fromIP, next, dst netip.Addr, encap string) 
 	if m.Role != RoleRouter || next == dst {
 		return m, ml, true
 	}
-	// The router forwards by the packet's destination, into the subnet
-	// that holds it.
+	// The router forwards by the packet's destination: by its routes
+	// when they are known, else into the subnet that holds it.
 	if m.Netns != "" {
 		s.add(s.routerPoint(m, ml.NIC, "in", encap, s.l.f(msgRouterIn, ml.NIC, sub.Name)))
 	}
-	for _, out := range m.Links {
-		osub := u.Subnets[out.Subnet]
-		if out.Subnet == ml.Subnet || !osub.CIDR.Contains(dst) {
-			continue
+	out, hop, ok := routerNext(m, u, dst)
+	if !ok {
+		var subnets []string
+		for _, l := range m.Links {
+			subnets = append(subnets, u.Subnets[l.Subnet].CIDR.String())
 		}
-		if m.Netns != "" {
-			s.add(s.routerPoint(m, out.NIC, "out", encap, s.l.f(msgRouterOut, osub.Name, out.NIC)))
+		reason := s.l.f(lossRouter, dst, strings.Join(subnets, ", "))
+		if s.t.Mode.Mode == netmodes.BGP && s.t.nodeByBlock(dst) != nil {
+			reason += s.l.f(lossBGPSubnets)
 		}
-		t, tl := s.t.machineOn(out.Subnet, dst)
-		if t == nil {
-			s.lose(s.loss(m.Name, CauseNeighbour, s.l.f(lossNobody, m.Name, dst)), "")
-			return nil, Link{}, false
-		}
-		s.add(s.portPoint(osub, out.Port, "in", encap, s.l.f(msgBridgeIn, osub.Bridge, m.Name)))
-		s.add(s.portPoint(osub, tl.Port, "out", encap, s.l.f(msgBridgeOut, t.Name)))
-		return t, tl, true
+		s.lose(s.loss(m.Name, CauseNoRoute, reason), "")
+		return nil, Link{}, false
 	}
-	var subnets []string
+	osub := u.Subnets[out.Subnet]
+	if m.Netns != "" {
+		s.add(s.routerPoint(m, out.NIC, "out", encap, s.l.f(msgRouterOut, osub.Name, out.NIC)))
+	}
+	t, tl := s.t.machineOn(out.Subnet, hop)
+	if t == nil {
+		s.lose(s.loss(m.Name, CauseNeighbour, s.l.f(lossNobody, m.Name, hop)), "")
+		return nil, Link{}, false
+	}
+	s.add(s.portPoint(osub, out.Port, "in", encap, s.l.f(msgBridgeIn, osub.Bridge, m.Name)))
+	s.add(s.portPoint(osub, tl.Port, "out", encap, s.l.f(msgBridgeOut, t.Name)))
+	return t, tl, true
+}
+
+// routerNext is where the router m sends a packet for dst: out of which
+// link, to which next hop.
+func routerNext(m *Machine, u *Underlay, dst netip.Addr) (Link, netip.Addr, bool) {
+	if m.State != nil {
+		r, ok := lookup(m.State, dst)
+		if !ok {
+			return Link{}, netip.Addr{}, false
+		}
+		for _, l := range m.Links {
+			if l.NIC == r.Dev {
+				if r.Via.IsValid() {
+					return l, r.Via, true
+				}
+				return l, dst, true
+			}
+		}
+		return Link{}, netip.Addr{}, false
+	}
 	for _, l := range m.Links {
-		subnets = append(subnets, u.Subnets[l.Subnet].CIDR.String())
+		if l.Subnet < len(u.Subnets) && u.Subnets[l.Subnet].CIDR.Contains(dst) {
+			return l, dst, true
+		}
 	}
-	s.lose(s.loss(m.Name, CauseNoRoute, s.l.f(lossRouter, dst, strings.Join(subnets, ", "))), "")
-	return nil, Link{}, false
+	return Link{}, netip.Addr{}, false
 }
 
 // missingRoute is the loss of a node whose route to the destination is
@@ -644,6 +675,11 @@ func (s *sim) idealRoute(n *Node) (*netmodes.Route, string) {
 	}
 	self, peer := s.peerNode(n), s.peerNode(owner)
 	cfg := s.t.Mode.WithDefaults()
+	if cfg.Mode == netmodes.BGP && !self.SameSubnet(peer) {
+		// No plain route crosses subnets (the next hop is not on-link):
+		// whatever the router reflected is the route.
+		return nil, ""
+	}
 	dev := s.nicOf(n, n.IP)
 	var routes []netmodes.Route
 	switch {

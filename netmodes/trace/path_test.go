@@ -87,7 +87,23 @@ func TestPlanPath(t *testing.T) {
 	}, {
 		name: "bgp across a router: no route (not on-link)", mode: netmodes.BGP, subnets: 2, src: "a", dst: "b",
 		want:  []string{"default/a eth0 out", "node1 calia in", "node1 eth0 out", "underlay node1 in", "underlay router-a out", "router eth0 in"},
-		cause: CauseNoRoute, missing: "10.42.2.0/24 via 192.168.35.12 dev eth0", stray: 4,
+		cause: CauseNoRoute, reason: []string{"the router has no route to 10.42.2.2: it only joins the subnets 192.168.34.0/24, 192.168.35.0/24", "klab net peer router"},
+	}, {
+		name: "bgp across a router that learned the routes", mode: netmodes.BGP, subnets: 2, src: "a", dst: "b",
+		break_: func(t *Topology) {
+			// klab net peer router: the router reflects the blocks with
+			// itself as the next hop across subnets, and routes them.
+			n1, _ := t.node("node1")
+			n1.State.Routes = append(n1.State.Routes, netmodes.RouteInfo{Route: netmodes.Route{Dst: netip.MustParsePrefix("10.42.2.0/24"), Via: netip.MustParseAddr("192.168.34.1"), Dev: "eth0"}, Proto: "klab"})
+			t.machine("router").State = &netmodes.State{Routes: []netmodes.RouteInfo{
+				{Route: netmodes.Route{Dst: netip.MustParsePrefix("192.168.34.0/24"), Dev: "eth0"}, Proto: "kernel"},
+				{Route: netmodes.Route{Dst: netip.MustParsePrefix("192.168.35.0/24"), Dev: "eth1"}, Proto: "kernel"},
+				{Route: netmodes.Route{Dst: netip.MustParsePrefix("10.42.2.0/24"), Via: netip.MustParseAddr("192.168.35.12"), Dev: "eth1"}, Proto: "bird"},
+			}}
+		},
+		want: []string{"default/a eth0 out", "node1 calia in", "node1 eth0 out", "underlay node1 in", "underlay router-a out", "router eth0 in",
+			"router eth1 out", "underlay router-b in", "underlay node2 out", "node2 eth0 in", "node2 calib out", "default/b eth0 in"},
+		reached: true,
 	}, {
 		name: "vxlan without the FDB entry", mode: netmodes.VXLAN, src: "a", dst: "b",
 		break_: func(t *Topology) { n, _ := t.node("node1"); n.State.FDB = n.State.FDB[:1] },
