@@ -341,8 +341,11 @@ type Lab struct {
 	Title   Text
 	Summary Text
 	Steps   []LabStep
-	// Done counts the steps whose checks passed.
-	Done int
+	// Active tells whether the cluster is doing this lab (klab lab start);
+	// Step is then the step it is on and Done counts the steps that passed.
+	Active bool
+	Step   int
+	Done   int
 }
 
 // Text is a text in English and Chinese.

@@ -62,12 +62,47 @@ func (l *labsPage) current() *Lab {
 func (l *labsPage) rebuild() {
 	var rows [][]string
 	for _, lab := range l.labs {
-		rows = append(rows, []string{lab.ID, lab.Title.In(l.lang), progressBar(lab.Done, len(lab.Steps))})
+		progress := fmt.Sprintf("%d steps", len(lab.Steps))
+		if lab.Active {
+			progress = progressBar(lab.Done, len(lab.Steps))
+		}
+		rows = append(rows, []string{lab.ID, lab.Title.In(l.lang), progress})
 	}
 	l.table.setRows(rows)
 	if l.open {
 		l.scroll.set(l.stepLines())
 	}
+}
+
+// inlineMarkdown renders **bold** and `code` within one line; a marker
+// whose pair is on another line is dropped.
+func inlineMarkdown(st *Styles, line string) string {
+	var b strings.Builder
+	for line != "" {
+		i := strings.IndexAny(line, "*`")
+		if i < 0 {
+			b.WriteString(line)
+			break
+		}
+		b.WriteString(line[:i])
+		marker, style := "`", st.Accent
+		if strings.HasPrefix(line[i:], "**") {
+			marker, style = "**", st.Bold
+		} else if line[i] == '*' {
+			b.WriteByte('*')
+			line = line[i+1:]
+			continue
+		}
+		rest := line[i+len(marker):]
+		j := strings.Index(rest, marker)
+		if j < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(style.Render(rest[:j]))
+		line = rest[j+len(marker):]
+	}
+	return b.String()
 }
 
 // progressBar draws done of total as ■■■□□□ 3/6.
@@ -86,10 +121,10 @@ func (l *labsPage) Update(msg tea.Msg) (page, tea.Cmd) {
 		l.rebuild()
 	case labCheckMsg:
 		l.checking, l.check = false, msg.check
-		if lab := l.current(); lab != nil && msg.check.Passed() && msg.check.Lab == lab.ID {
-			lab.Done = max(lab.Done, msg.check.Step+1)
-		}
 		l.rebuild()
+		// Show the results, and the progress the check may have made.
+		l.scroll.offset = l.scroll.maxOffset()
+		return l, l.Init()
 	case ErrMsg:
 		switch msg.Op {
 		case "labs":
@@ -122,8 +157,10 @@ func (l *labsPage) key(msg tea.KeyMsg) (page, tea.Cmd) {
 		}
 		if key.Matches(msg, k.Enter) && l.current() != nil {
 			lab := l.current()
-			l.open, l.check = true, nil
-			l.step = min(lab.Done, max(0, len(lab.Steps)-1))
+			l.open, l.check, l.step = true, nil, 0
+			if lab.Active {
+				l.step = min(lab.Step, max(0, len(lab.Steps)-1))
+			}
 			l.scroll.offset = 0
 			l.rebuild()
 		}
@@ -176,8 +213,10 @@ func (l *labsPage) stepLines() []string {
 	s := lab.Steps[min(l.step, len(lab.Steps)-1)]
 	var out []string
 	out = append(out, st.Bold.Render(s.Title.In(l.lang)), "")
-	for _, para := range strings.Split(s.Text.In(l.lang), "\n") {
-		out = append(out, wrap(para, l.width)...)
+	for _, para := range strings.Split(strings.TrimRight(s.Text.In(l.lang), "\n"), "\n") {
+		for _, line := range wrap(para, l.width) {
+			out = append(out, inlineMarkdown(st, line))
+		}
 	}
 	if len(s.Commands) > 0 {
 		out = append(out, "")
@@ -197,7 +236,7 @@ func (l *labsPage) stepLines() []string {
 			}
 			out = append(out, wrapIndent(line, l.width, 2)...)
 			if !r.OK && r.Hint != "" {
-				out = append(out, wrapIndent(st.Warn.Render("  hint: "+r.Hint), l.width, 8)...)
+				out = append(out, wrapStyle(st.Warn, "  hint: "+r.Hint, l.width, 8)...)
 			}
 		}
 	default:
@@ -230,7 +269,11 @@ func (l *labsPage) View() string {
 	right := fmt.Sprintf("step %d of %d", l.step+1, len(lab.Steps))
 	title := cut(fmt.Sprintf("Lab %s · %s", lab.ID, lab.Title.In(l.lang)), l.width-width(right)-2)
 	head := st.Title.Render(title) + strings.Repeat(" ", max(1, l.width-width(title)-width(right))) + right
-	return strings.Join(append([]string{head, progressBar(lab.Done, len(lab.Steps))}, l.scroll.view()...), "\n")
+	progress := progressBar(lab.Done, len(lab.Steps)) + st.Dim.Render(fmt.Sprintf(" · this cluster is on step %d", lab.Step+1))
+	if !lab.Active {
+		progress = st.Dim.Render(cut("this cluster is not doing this lab: checks run, progress is not kept (klab lab start "+lab.ID+")", l.width))
+	}
+	return strings.Join(append([]string{head, progress}, l.scroll.view()...), "\n")
 }
 
 func (l *labsPage) ShortHelp() []key.Binding {

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -70,10 +71,11 @@ func (o *overview) lines() []string {
 		nets = append(nets, n)
 	}
 	if ci.HostIP != "" {
-		nets = append(nets, "host "+ci.HostIP)
+		host, _, _ := strings.Cut(ci.HostIP, "/")
+		nets = append(nets, "host "+host)
 	}
 	nets = append(nets, "pods "+ci.PodCIDR, "services "+ci.ServiceCIDR)
-	out = append(out, st.Dim.Render(strings.Join(nets, " · ")))
+	out = append(out, wrapStyle(st.Dim, strings.Join(nets, " · "), o.width, 2)...)
 
 	converged, total := 0, 0
 	for _, n := range s.Network.Nodes {
@@ -88,7 +90,8 @@ func (o *overview) lines() []string {
 	} else {
 		conv = st.OK.Render(conv)
 	}
-	out = append(out, fmt.Sprintf("%s %s · %s · MTU %d", st.Dim.Render("network"), st.Bold.Render(s.Network.Spec()), conv, s.Network.MTU), "")
+	out = append(out, fmt.Sprintf("%s %s · %s · MTU %d", st.Dim.Render("network"), st.Bold.Render(s.Network.Spec()), conv, s.Network.MTU))
+	out = append(out, cut(st.Dim.Render("pods")+" "+podSummary(st, s.Pods), o.width), "")
 
 	t := table{static: true, cols: []column{
 		{title: "NODE", flex: true}, {title: "READY"}, {title: "ROLE"}, {title: "UNDERLAY IP"},
@@ -186,6 +189,33 @@ func (o *overview) lines() []string {
 		out = append(out, cur)
 	}
 	return out
+}
+
+// podSummary counts pods by status: "6: 4 Running · 2 Pending".
+func podSummary(st *Styles, pods []Pod) string {
+	if len(pods) == 0 {
+		return "none yet"
+	}
+	count := map[string]int{}
+	var order []string
+	for i := range pods {
+		s := pods[i].Status
+		if count[s] == 0 {
+			order = append(order, s)
+		}
+		count[s]++
+	}
+	slices.SortFunc(order, func(a, b string) int {
+		if count[a] != count[b] {
+			return count[b] - count[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(order))
+	for i, s := range order {
+		parts[i] = fmt.Sprintf("%d %s", count[s], st.state(s))
+	}
+	return fmt.Sprintf("%d: %s", len(pods), strings.Join(parts, " · "))
 }
 
 func phaseWord(p string) string {

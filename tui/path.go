@@ -15,8 +15,9 @@ type pathBox struct {
 }
 
 // boxesOf groups consecutive hops by machine; a pod's eth0 is in its
-// node's box, labelled with the pod's name.
-func boxesOf(s *Snapshot, hops []Hop) []pathBox {
+// node's box, labelled with the pod's name. short abbreviates long names
+// (the hop's title below the drawing has them whole).
+func boxesOf(s *Snapshot, hops []Hop, short bool) []pathBox {
 	nodeIP := map[string]string{}
 	if s != nil {
 		for _, n := range s.Nodes {
@@ -27,9 +28,16 @@ func boxesOf(s *Snapshot, hops []Hop) []pathBox {
 	last := ""
 	for i, h := range hops {
 		machine, label := h.Node, h.Interface
+		podW, ifW := 10, 16
+		if short {
+			podW, ifW = 8, 12
+		}
+		if width(label) > ifW {
+			label = cut(label, ifW)
+		}
 		if h.Pod != "" {
 			name := h.Pod[strings.LastIndexByte(h.Pod, '/')+1:]
-			label = shorten(name, 10) + " " + h.Interface
+			label = shorten(name, podW) + " " + label
 		}
 		if h.Direction != "" {
 			label += " " + h.Direction
@@ -54,9 +62,9 @@ const pathGap = 4
 
 // boxWidths gives each box the width its labels want (between 14 and 40
 // cells), shrinking the widest when they do not fit in w; nil when they
-// cannot.
-func boxWidths(boxes []pathBox, w int) []int {
-	ws := make([]int, len(boxes))
+// cannot. fits tells whether every box got what it wants.
+func boxWidths(boxes []pathBox, w int) (ws []int, fits bool) {
+	ws = make([]int, len(boxes))
 	total := pathGap * (len(boxes) - 1)
 	for i, b := range boxes {
 		want := width(b.title) + 6
@@ -66,6 +74,7 @@ func boxWidths(boxes []pathBox, w int) []int {
 		ws[i] = min(max(want, 14), 40)
 		total += ws[i]
 	}
+	fits = total <= w
 	for total > w {
 		wi := 0
 		for i := range ws {
@@ -74,7 +83,7 @@ func boxWidths(boxes []pathBox, w int) []int {
 			}
 		}
 		if ws[wi] <= 16 {
-			return nil
+			return nil, false
 		}
 		ws[wi]--
 		total--
@@ -86,7 +95,7 @@ func boxWidths(boxes []pathBox, w int) []int {
 			total++
 		}
 	}
-	return ws
+	return ws, fits
 }
 
 // drawPath draws the machines the packet crossed side by side, each
@@ -95,12 +104,16 @@ func boxWidths(boxes []pathBox, w int) []int {
 // last's up from it. When the boxes do not fit side by side, the hops are
 // listed one a line.
 func drawPath(st *Styles, s *Snapshot, r *TraceResult, cur, w int) []string {
-	boxes := boxesOf(s, r.Hops)
+	boxes := boxesOf(s, r.Hops, false)
 	n := len(boxes)
 	if n == 0 {
 		return nil
 	}
-	ws := boxWidths(boxes, w)
+	ws, fits := boxWidths(boxes, w)
+	if !fits {
+		boxes = boxesOf(s, r.Hops, true)
+		ws, _ = boxWidths(boxes, w)
+	}
 	if ws == nil {
 		return pathList(st, r, cur, w)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/spinner"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
 )
 
 type traceStage int
@@ -38,6 +39,7 @@ type tracePage struct {
 
 	req     TraceRequest
 	res     *TraceResult
+	failure string
 	spin    spinner.Model
 	hop     int
 	animID  int
@@ -123,7 +125,7 @@ func (t *tracePage) Update(msg tea.Msg) (page, tea.Cmd) {
 		return t, t.animate()
 	case ErrMsg:
 		if msg.Op == "trace" && t.stage == traceRunning {
-			t.stage = tracePick
+			t.stage, t.failure = tracePick, msg.Err.Error()
 		}
 	case tickMsg:
 		if msg.id != t.animID || t.res == nil {
@@ -162,7 +164,7 @@ func (t *tracePage) animate() tea.Cmd {
 
 func (t *tracePage) run() tea.Cmd {
 	t.req = TraceRequest{Src: t.chosen[0], Dst: t.chosen[1], Proto: "icmp", Lang: t.lang}
-	t.stage, t.res, t.animID = traceRunning, nil, 0
+	t.stage, t.res, t.animID, t.failure = traceRunning, nil, 0, ""
 	ctx, c, req := t.ctx, t.cluster, t.req
 	return tea.Batch(t.spin.Tick, func() tea.Msg {
 		res, err := c.Trace(ctx, req)
@@ -319,6 +321,10 @@ func (t *tracePage) pickView() string {
 			hint += " · esc shows the last trace"
 		}
 		out = append(out, st.Dim.Render(hint))
+		if t.failure != "" {
+			out = append(out, "")
+			out = append(out, wrapStyle(st.Bad, "✗ the trace failed: "+t.failure, t.width, 2)...)
+		}
 		return strings.Join(out, "\n")
 	}
 	if t.snap == nil || len(t.snap.Pods) == 0 {
@@ -355,7 +361,7 @@ func (t *tracePage) pickView() string {
 func (t *tracePage) resultView() string {
 	st := t.styles
 	r := t.res
-	out := []string{cut(fmt.Sprintf("%s → %s  %s", r.Src, r.Dst, st.Dim.Render("mode "+r.Mode)), t.width)}
+	out := wrapIndent(fmt.Sprintf("%s → %s  %s", r.Src, r.Dst, st.Dim.Render("mode "+r.Mode)), t.width, 2)
 	n := len(r.Hops)
 	if r.Delivered {
 		sum := fmt.Sprintf("✓ delivered in %s · %d hops", usec(r.TUS), n)
@@ -375,7 +381,7 @@ func (t *tracePage) resultView() string {
 		if r.Reason != "" {
 			lost += ": " + r.Reason.String()
 		}
-		out = append(out, wrap(st.Bad.Render(lost), t.width)...)
+		out = append(out, wrapStyle(st.Bad, lost, t.width, 2)...)
 		if r.MissingRoute != "" {
 			out = append(out, cut(st.Dim.Render("missing route: ")+r.MissingRoute, t.width))
 		}
@@ -409,33 +415,47 @@ func (t *tracePage) hopDetails(w int) []string {
 	h := t.res.Hops[t.hop]
 	var out []string
 	if h.Change != "" {
-		out = append(out, wrap(st.Packet.Render("Δ")+" "+h.Change.String(), w)...)
+		for i, l := range wrapIndent("Δ "+h.Change.String(), w, 2) {
+			if i == 0 {
+				l = st.Packet.Render("Δ") + strings.TrimPrefix(l, "Δ")
+			}
+			out = append(out, l)
+		}
 	}
 	if h.Error != "" {
-		out = append(out, wrap(st.Bad.Render("capture: "+h.Error), w)...)
+		out = append(out, wrapStyle(st.Bad, "capture: "+h.Error, w, 2)...)
 	}
 	if h.Route != "" {
-		route := h.Route.String()
+		route := labelled("route", h.Route.String())
 		if h.RouteOrigin != "" {
 			route += st.Dim.Render("  (" + h.RouteOrigin + ")")
 		}
 		out = append(out, cut(st.Dim.Render("route ")+route, w))
 	}
 	if h.FDB != "" {
-		out = append(out, cut(st.Dim.Render("fdb   ")+h.FDB.String(), w))
+		out = append(out, cut(st.Dim.Render("fdb   ")+labelled("fdb", h.FDB.String()), w))
 	}
 	for _, l := range h.Layers {
 		var f []string
 		for _, kv := range l.Fields {
-			f = append(f, st.Dim.Render(kv.Key)+" "+kv.Value)
+			switch kv.Value {
+			case "true": // a flag: its name says it
+				f = append(f, kv.Key)
+			case "false", "":
+			default:
+				f = append(f, st.Dim.Render(kv.Key)+" "+kv.Value)
+			}
 		}
 		out = append(out, wrapIndent(st.Accent.Render(fit(l.Type, 9))+" "+strings.Join(f, "  "), w, 10)...)
 	}
 	if h.Explain != "" {
-		out = append(out, wrap(st.Dim.Render(h.Explain.String()), w)...)
+		out = append(out, wrapStyle(st.Dim, h.Explain.String(), w, 0)...)
 	}
 	return out
 }
+
+// labelled drops a label the value already starts with ("fdb 66:… dst …").
+func labelled(label, v string) string { return strings.TrimPrefix(v, label+" ") }
 
 // usec prints microseconds.
 func usec(us int64) string {
@@ -473,6 +493,15 @@ func (t *tracePage) FullHelp() [][]key.Binding {
 		{key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "pick the pods (type to search, tab from/to)")), key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "trace / hop details"))},
 		{key.NewBinding(key.WithKeys("left", "right"), key.WithHelp("←/→", "previous/next hop")), k.Replay, k.Refresh, k.New},
 	}
+}
+
+// wrapStyle wraps plain text and styles each line.
+func wrapStyle(style lipgloss.Style, s string, w, indent int) []string {
+	lines := wrapIndent(s, w, indent)
+	for i, l := range lines {
+		lines[i] = style.Render(l)
+	}
+	return lines
 }
 
 // wrap breaks s into lines of w cells at spaces.

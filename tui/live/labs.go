@@ -38,7 +38,7 @@ func (c *Cluster) Labs(ctx context.Context) ([]tui.Lab, error) {
 			tl.Steps = append(tl.Steps, ts)
 		}
 		if p != nil && p.Lab == l.ID {
-			tl.Done = len(p.Passed)
+			tl.Active, tl.Step, tl.Done = true, p.Step, len(p.Passed)
 		}
 		out = append(out, tl)
 	}
