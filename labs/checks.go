@@ -65,7 +65,7 @@ func isNil(k any) bool {
 }
 
 // DefaultCheckTimeout is how long a check is retried when it says nothing.
-const DefaultCheckTimeout = 20 * time.Second
+const DefaultCheckTimeout = 30 * time.Second
 
 // Eval runs the check until it holds or its timeout (capped by limit,
 // when limit is not zero) passes; it returns nil, or the last thing seen.
@@ -78,8 +78,9 @@ func (c *Check) Eval(ctx context.Context, e *Env, limit time.Duration) error {
 	k := c.checker()
 	wait := 100 * time.Millisecond
 	for {
-		// One attempt may not outlive the deadline by much.
-		actx, cancel := context.WithTimeout(ctx, max(time.Until(deadline), 5*time.Second))
+		// An attempt gets what is left, and at least 30s: on a loaded
+		// machine one exec through the API server can take that long.
+		actx, cancel := context.WithTimeout(ctx, max(time.Until(deadline), 30*time.Second))
 		err := k.eval(actx, e)
 		cancel()
 		if err == nil {

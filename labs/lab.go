@@ -133,7 +133,7 @@ type Check struct {
 	// when it does not.
 	Title Text `yaml:"title"`
 	Hint  Text `yaml:"hint"`
-	// Timeout is how long the check is retried until it holds (default 20s).
+	// Timeout is how long the check is retried until it holds (default 30s).
 	Timeout Duration `yaml:"timeout"`
 
 	NodeReady *NodeReadyCheck `yaml:"nodeReady"`

@@ -72,7 +72,9 @@ func (c *TraceCheck) validate(v *validator, p string, line int) {
 	if delivered && (c.LostOn != "" || c.Cause != "") {
 		v.errorf(line, p, "lostOn and cause describe a lost packet: add delivered: false")
 	}
-	if c.LostOn != "" {
+	if strings.Contains(c.LostOn, "{{") {
+		v.template(line, p+".lostOn", c.LostOn)
+	} else if c.LostOn != "" {
 		v.node(line, p+".lostOn", c.LostOn)
 	}
 }
@@ -133,11 +135,15 @@ func (c *TraceCheck) eval(ctx context.Context, e *Env) error {
 		}
 		return fmt.Errorf("klab trace printed no JSON: %v", jerr)
 	}
-	return c.judge(from, to, &res)
+	lostOn, err := expand(c.LostOn, r)
+	if err != nil {
+		return err
+	}
+	return c.judge(from, to, lostOn, &res)
 }
 
 // judge compares a trace with what the check wants.
-func (c *TraceCheck) judge(from, to string, res *traceResult) error {
+func (c *TraceCheck) judge(from, to, lostOn string, res *traceResult) error {
 	path := from + " → " + to
 	switch delivered := want(c.Delivered, true); {
 	case delivered && !res.Delivered:
@@ -149,12 +155,12 @@ func (c *TraceCheck) judge(from, to string, res *traceResult) error {
 	case !delivered && res.Delivered:
 		return fmt.Errorf("trace %s: the packet was delivered", path)
 	}
-	if c.LostOn != "" && (res.LostAt == nil || res.LostAt.Node != c.LostOn) {
+	if lostOn != "" && (res.LostAt == nil || res.LostAt.Node != lostOn) {
 		got := "nowhere"
 		if res.LostAt != nil {
 			got = res.LostAt.Node
 		}
-		return fmt.Errorf("trace %s: lost on %s, not %s (%s)", path, got, c.LostOn, res.Reason)
+		return fmt.Errorf("trace %s: lost on %s, not %s (%s)", path, got, lostOn, res.Reason)
 	}
 	if c.Cause != "" && res.Cause != c.Cause {
 		return fmt.Errorf("trace %s: the cause found is %q, not %q (%s)", path, res.Cause, c.Cause, res.Reason)
