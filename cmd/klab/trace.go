@@ -91,7 +91,15 @@ FDB failure; the MTU), and klab exits with status 1.
 				return err
 			}
 			ctx := cmd.Context()
-			topo, backend, err := a.traceTopology(ctx)
+			start := time.Now()
+			// Services only when DST may be one: it is named so, or no pod
+			// or node answers to it.
+			c, err := provision.Load(a.cluster)
+			if err != nil {
+				return err
+			}
+			withServices := maybeService(c, args[1])
+			topo, backend, err := a.traceTopology(ctx, c, withServices)
 			if err != nil {
 				return err
 			}
@@ -100,9 +108,16 @@ FDB failure; the MTU), and klab exits with status 1.
 				return err
 			}
 			dst, err := topo.Resolve(args[1], true, o.proto, o.port)
+			if err != nil && !withServices {
+				if topo, backend, err = a.traceTopology(ctx, c, true); err != nil {
+					return err
+				}
+				dst, err = topo.Resolve(args[1], true, o.proto, o.port)
+			}
 			if err != nil {
 				return err
 			}
+			a.log.Debug("trace topology", "nodes", len(topo.Nodes), "pods", len(topo.Pods), "services", len(topo.Services), "took", time.Since(start))
 			port := o.port
 			if dst.Kind == trace.KindService {
 				port = dst.Port
@@ -147,6 +162,16 @@ FDB failure; the MTU), and klab exits with status 1.
 	return cmd
 }
 
+// maybeService tells whether DST names a Service: svc/NAME, or an
+// address in the cluster's service range.
+func maybeService(c *provision.Cluster, dst string) bool {
+	if strings.HasPrefix(dst, "svc/") || strings.HasPrefix(dst, "service/") || strings.HasPrefix(dst, "services/") {
+		return true
+	}
+	ip, err := netip.ParseAddr(dst)
+	return err == nil && c.ServiceCIDR.Contains(ip)
+}
+
 func writePcap(path string, res *trace.Result) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -161,13 +186,9 @@ func writePcap(path string, res *trace.Result) (err error) {
 }
 
 // traceTopology gathers what a trace needs, in parallel: the cluster's
-// plan, the ClusterNetwork, nodes, pods and Services from the API, and
-// every agent's network report.
-func (a *app) traceTopology(ctx context.Context) (*trace.Topology, *traceBackend, error) {
-	c, err := provision.Load(a.cluster)
-	if err != nil {
-		return nil, nil, err
-	}
+// plan, the ClusterNetwork, nodes, pods (and Services with their
+// endpoints) from the API, and every agent's network report.
+func (a *app) traceTopology(ctx context.Context, c *provision.Cluster, withServices bool) (*trace.Topology, *traceBackend, error) {
 	cfg, err := client.Config(a.cluster, "")
 	if err != nil {
 		return nil, nil, err
@@ -184,7 +205,7 @@ func (a *app) traceTopology(ctx context.Context) (*trace.Topology, *traceBackend
 		svcs    *corev1.ServiceList
 		eps     *corev1.EndpointsList
 		reports []*agent.NetworkReport
-		errs    [5]error
+		errs    [6]error
 	)
 	run := func(i int, fn func() error) {
 		wg.Add(1)
@@ -194,13 +215,10 @@ func (a *app) traceTopology(ctx context.Context) (*trace.Topology, *traceBackend
 	run(0, func() (err error) { cn, err = nc.Network(ctx); return })
 	run(1, func() (err error) { nodes, err = nc.Kube.CoreV1().Nodes().List(ctx, list); return })
 	run(2, func() (err error) { pods, err = nc.Kube.CoreV1().Pods("").List(ctx, list); return })
-	run(3, func() (err error) {
-		if svcs, err = nc.Kube.CoreV1().Services("").List(ctx, list); err != nil {
-			return err
-		}
-		eps, err = nc.Kube.CoreV1().Endpoints("").List(ctx, list)
-		return err
-	})
+	if withServices {
+		run(3, func() (err error) { svcs, err = nc.Kube.CoreV1().Services("").List(ctx, list); return })
+		run(5, func() (err error) { eps, err = nc.Kube.CoreV1().Endpoints("").List(ctx, list); return })
+	}
 	// A node whose agent does not answer is reported where the path
 	// needs it; the others still count.
 	run(4, func() error { reports, _ = nc.Reports(ctx, c, ""); return nil })
@@ -249,7 +267,9 @@ func (a *app) traceTopology(ctx context.Context) (*trace.Topology, *traceBackend
 		// The sandbox's ID is the pod's UID; CNI names the veth after it.
 		t.Pods = append(t.Pods, trace.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), Node: p.Spec.NodeName, IP: ip, HostVeth: plugin.HostVethName(string(p.UID))})
 	}
-	t.Services = services(svcs, eps)
+	if withServices {
+		t.Services = services(svcs, eps)
+	}
 	if t.Underlay, err = underlay(c); err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package trace
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -245,6 +246,7 @@ func runProbe(ctx context.Context, t *Topology, req Request, b Backend, plans []
 			cr.Targets = append(cr.Targets, pt.Target)
 		}
 	}
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, req.Timeout+readyTimeout)
 	defer cancel()
 	events := make(chan streamEvent)
@@ -346,11 +348,13 @@ func runProbe(ctx context.Context, t *Topology, req Request, b Backend, plans []
 			preq.Pod = p.UID
 		}
 	}
+	readyAt := time.Now()
 	drops := policySnapshot(ctx, b, plans)
 	pres, err := b.Probe(cctx, src, preq)
 	if err != nil {
 		return nil, fmt.Errorf("send the probe from %s: %w", src, err)
 	}
+	sent := time.Now()
 
 	if pres.Code == "" {
 		deadline := time.NewTimer(req.Timeout)
@@ -366,6 +370,9 @@ func runProbe(ctx context.Context, t *Topology, req Request, b Backend, plans []
 					continue
 				}
 				hop.Reset(req.HopTimeout)
+				if allSeen(plans, frames) {
+					break collect
+				}
 				if graceC == nil && finalSeen(plans, frames) {
 					graceC = time.After(grace)
 				}
@@ -380,6 +387,7 @@ func runProbe(ctx context.Context, t *Topology, req Request, b Backend, plans []
 			}
 		}
 	}
+	slog.Debug("trace probe", "captures", len(capturers), "ready", readyAt.Sub(start), "sent", sent.Sub(readyAt), "collected", time.Since(sent))
 	cancel()
 	go func() { // let the readers go
 		for range events {
@@ -454,6 +462,27 @@ func finalSeen(plans []*Plan, frames map[capKey][]Frame) bool {
 			if pt.Final && len(pick(frames[capKey{pt.Capturer, pt.Target}], pt.Hop.Direction)) > 0 {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// allSeen reports whether every point of some plan that reaches its
+// destination saw the packet: nothing more will come.
+func allSeen(plans []*Plan, frames map[capKey][]Frame) bool {
+	for _, p := range plans {
+		if !p.Reached {
+			continue
+		}
+		all := true
+		for _, pt := range p.Points {
+			if len(pick(frames[capKey{pt.Capturer, pt.Target}], pt.Hop.Direction)) == 0 {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
 		}
 	}
 	return false
