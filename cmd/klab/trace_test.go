@@ -239,7 +239,9 @@ func TestIntegrationTrace(t *testing.T) {
 		if out, code := c.run("net", "mode", "vxlan"); code != 0 {
 			t.Fatalf("net mode vxlan: %s", out)
 		}
-		t.Cleanup(func() { c.run("node", "exec", "node1", "--", "ip", "route", "replace", "10.42.2.0/24", "via", "10.42.2.0", "dev", "vxlan.calico", "onlink", "proto", "75") })
+		t.Cleanup(func() {
+			c.run("node", "exec", "node1", "--", "ip", "route", "replace", "10.42.2.0/24", "via", "10.42.2.0", "dev", "vxlan.calico", "onlink", "proto", "75")
+		})
 		// node1's agent puts the route back at its next reconcile (any
 		// change of a Node object starts one): delete it again until a
 		// trace runs before that.
