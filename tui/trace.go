@@ -185,24 +185,6 @@ func (l *Layer) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes the layer back in the same shape.
-func (l Layer) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString(`{"type":`)
-	t, _ := json.Marshal(l.Type)
-	b.Write(t)
-	for _, f := range l.Fields {
-		k, _ := json.Marshal(f.Key)
-		v, _ := json.Marshal(f.Value)
-		b.WriteByte(',')
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(v)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
-}
-
 // FlexText is a JSON value read as text: strings as they are, numbers and
 // booleans as written, arrays joined with "; ", objects as compact JSON.
 type FlexText string

@@ -424,6 +424,22 @@ func TestWelcomeCreates(t *testing.T) {
 	}
 }
 
+// TestQuitWhileCreating: ctrl+c during a creation stops it, and the TUI
+// ends only once the creation has undone its work.
+func TestQuitWhileCreating(t *testing.T) {
+	c := fake.NewMissing("fresh")
+	c.CreateGate = make(chan struct{})
+	tm := start(t, c, 80, 24, tui.Options{})
+	waitFor(t, tm, "There is no cluster")
+	press(tm, "c")
+	waitFor(t, tm, "creating cluster", "✓ underlay", "ctrl+c stop")
+	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlC})
+	tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second))
+	if calls := c.Calls(); !slices.Equal(calls, []string{"create netns 2 workers bgp", "create undone"}) {
+		t.Errorf("calls %q", calls)
+	}
+}
+
 // TestResize draws every view at several sizes: each screen fills the
 // terminal exactly, and a terminal too small says so.
 func TestResize(t *testing.T) {

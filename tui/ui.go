@@ -59,7 +59,10 @@ type Model struct {
 	active  int
 	help    bool
 	err     *ErrMsg
-	snaps   chan *Snapshot
+	// quitting: the user quit while a cluster was being created; the TUI
+	// ends once the creation has undone what it made.
+	quitting bool
+	snaps    chan *Snapshot
 	feed    chan FeedItem
 
 	width, height int
@@ -154,6 +157,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 
 	case createDoneMsg:
+		if m.quitting {
+			return m, tea.Quit
+		}
 		if msg.err == nil {
 			m.welcome.Update(msg)
 			return m, m.start()
@@ -241,6 +247,10 @@ func (m *Model) key(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 
 func (m *Model) quit() (tea.Model, tea.Cmd) {
 	m.cancel()
+	if m.state == stateWelcome && m.welcome.creating {
+		m.quitting, m.welcome.stopping = true, true
+		return m, nil
+	}
 	return m, tea.Quit
 }
 
@@ -384,6 +394,9 @@ func (m *Model) footerKeys() []key.Binding {
 	}
 	if m.state != stateLoading {
 		b = append(b, m.current().ShortHelp()...)
+	}
+	if m.current().Capturing() {
+		return b
 	}
 	return append(b, k.Help, k.Quit)
 }

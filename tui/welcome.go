@@ -16,6 +16,7 @@ type welcomePage struct {
 	presence Presence
 	opts     CreateOptions
 	creating bool
+	stopping bool
 	lines    []string
 	failed   string
 	progress chan string
@@ -90,9 +91,6 @@ func (w *welcomePage) create() tea.Cmd {
 	run := func() tea.Msg {
 		err := c.Create(ctx, o, ch)
 		close(ch)
-		if ctx.Err() != nil {
-			return nil
-		}
 		return createDoneMsg{err: err}
 	}
 	return tea.Batch(run, w.receive(), w.spin.Tick)
@@ -108,6 +106,9 @@ func (w *welcomePage) View() string {
 	var out []string
 	if w.creating || len(w.lines) > 0 {
 		head := fmt.Sprintf("%s creating cluster %q", w.spin.View(), name)
+		if w.stopping {
+			head = fmt.Sprintf("%s stopping: undoing what was made for %q …", w.spin.View(), name)
+		}
 		if !w.creating {
 			head = st.OK.Render("✓") + fmt.Sprintf(" cluster %q", name)
 			if w.failed != "" {
@@ -124,7 +125,9 @@ func (w *welcomePage) View() string {
 			out = append(out, "  "+l)
 		}
 		if w.failed != "" {
-			out = append(out, "", st.Bad.Render(cut(w.failed, w.width)), st.Dim.Render("c tries again"))
+			out = append(out, "")
+			out = append(out, wrapStyle(st.Bad, w.failed, w.width, 2)...)
+			out = append(out, st.Dim.Render("c tries again"))
 		}
 		return strings.Join(out, "\n")
 	}
@@ -138,7 +141,8 @@ func (w *welcomePage) View() string {
 		"  "+st.Key.Render("c")+" create it    "+st.Key.Render("q")+" quit",
 	)
 	if w.failed != "" {
-		out = append(out, "", st.Bad.Render(cut(w.failed, w.width)))
+		out = append(out, "")
+		out = append(out, wrapStyle(st.Bad, w.failed, w.width, 2)...)
 	}
 	if len(w.presence.Others) > 0 {
 		out = append(out, "", st.Dim.Render(cut("other clusters here: "+strings.Join(w.presence.Others, ", ")+" (klab tui --name NAME)", w.width)))
@@ -148,7 +152,7 @@ func (w *welcomePage) View() string {
 
 func (w *welcomePage) ShortHelp() []key.Binding {
 	if w.creating {
-		return nil
+		return []key.Binding{key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "stop (undoes what was made)"))}
 	}
 	return []key.Binding{w.keys.Create}
 }

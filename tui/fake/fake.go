@@ -24,6 +24,10 @@ type Cluster struct {
 	// SwitchGate, when set, holds a mode switch before each node converges
 	// until a value arrives, so that tests see the switch in progress.
 	SwitchGate chan struct{}
+	// CreateGate, when set, holds Create after its first step until a
+	// value arrives; when ctx ends first, Create undoes its work (as klab
+	// up does) and records "create undone".
+	CreateGate chan struct{}
 
 	mu     sync.Mutex
 	name   string
@@ -249,11 +253,19 @@ func (c *Cluster) Create(ctx context.Context, o tui.CreateOptions, progress chan
 		"✓ agents on 3 nodes registered and Ready               1.6s",
 		"✓ network: " + o.Mode + " mode                                    2.1s",
 	}
-	for _, s := range steps {
+	for i, s := range steps {
 		select {
 		case progress <- s:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		if i == 0 && c.CreateGate != nil {
+			select {
+			case <-c.CreateGate:
+			case <-ctx.Done():
+				c.record("create undone")
+				return ctx.Err()
+			}
 		}
 	}
 	c.mu.Lock()
