@@ -103,8 +103,8 @@ func drawTopology(st *Styles, s *Snapshot, reports map[string]NetworkReport, w i
 		if si < len(s.Cluster.Subnets) {
 			sn := s.Cluster.Subnets[si]
 			label = fmt.Sprintf("underlay %s %s", sn.Name, sn.CIDR)
-			if si == 0 && s.Cluster.HostIP != "" {
-				label += " · host " + s.Cluster.HostIP
+			if host, _, _ := strings.Cut(s.Cluster.HostIP, "/"); si == 0 && host != "" {
+				label += " · host " + host
 			}
 		}
 		out = append(out, st.Bold.Render(label))
@@ -130,7 +130,7 @@ func routerLines(st *Styles, r *Node, subnets []Subnet, w int) []string {
 	return []string{
 		"",
 		cut("  ┌────────┐", w),
-		cut("══┤ "+st.Bold.Render("router")+" ├══ "+strings.Join(ends, " ⇄ ")+st.Dim.Render("  forwards between the subnets; no BGP, no pod routes"), w),
+		cut("══┤ "+st.Bold.Render("router")+" ├══ "+strings.Join(ends, " ⇄ ")+st.Dim.Render("  joins the subnets"), w),
 		cut("  └────────┘", w),
 		"",
 	}
@@ -167,7 +167,8 @@ func drawSubnet(st *Styles, s *Snapshot, nodes []*Node, podsOf map[string][]*Pod
 			var b strings.Builder
 			for i, box := range boxes {
 				sep := " "
-				if line == tunnelRow && tunnelRow >= 0 && i > 0 {
+				// Cross-subnet modes tunnel only out of the subnet.
+				if line == tunnelRow && tunnelRow >= 0 && i > 0 && !s.Network.CrossSubnet {
 					sep = st.Tunnel.Render("─")
 				}
 				if i > 0 {

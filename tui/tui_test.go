@@ -303,6 +303,18 @@ func TestTopology(t *testing.T) {
 	requireGolden(t, final(t, tm))
 }
 
+// TestTopologyTwoSubnets: nodes behind a router, tunnels across subnets
+// only.
+func TestTopologyTwoSubnets(t *testing.T) {
+	tm := start(t, fake.NewTwoSubnets(), 80, 30, tui.Options{})
+	waitFor(t, tm, "COMPONENTS")
+	press(tm, "4")
+	waitFor(t, tm, "underlay b 192.168.35.0/24", "router")
+	got := final(t, tm)
+	assertFits(t, got, 80, 30)
+	requireGolden(t, got)
+}
+
 // TestTrace picks two pods with the fuzzy search, runs the trace, lets the
 // animation reach the last hop, and steps back through the hops.
 func TestTrace(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,30 @@ func NewSized(workers, pods int) *Cluster {
 	c.feed = feed()
 	c.trace = vxlanTrace()
 	c.labs = labs()
+	return c
+}
+
+// NewTwoSubnets returns a cluster whose workers sit in two subnets joined
+// by a router, in ipip cross-subnet mode.
+func NewTwoSubnets() *Cluster {
+	c := NewSized(3, 6)
+	s := &c.snap
+	s.Cluster.Subnets = []tui.Subnet{
+		{Name: "a", CIDR: "192.168.34.0/24", Gateway: "192.168.34.1"},
+		{Name: "b", CIDR: "192.168.35.0/24", Gateway: "192.168.35.1"},
+	}
+	s.Network.Mode, s.Network.CrossSubnet = "ipip", true
+	for i := range s.Network.Nodes {
+		s.Network.Nodes[i].Mode, s.Network.Nodes[i].Implementation = "ipip", "ipip userspace"
+	}
+	// node2 and node3 move to subnet b.
+	for i := range s.Nodes {
+		if n := &s.Nodes[i]; n.Name == "node2" || n.Name == "node3" {
+			n.Subnet = 1
+			n.IP = strings.Replace(n.IP, "192.168.34.", "192.168.35.", 1)
+		}
+	}
+	s.Nodes = append(s.Nodes, tui.Node{Name: "router", Role: "router", IPs: []string{"192.168.34.1", "192.168.35.1"}, Machine: "running"})
 	return c
 }
 
