@@ -63,7 +63,7 @@ type Model struct {
 	// ends once the creation has undone what it made.
 	quitting bool
 	snaps    chan *Snapshot
-	feed    chan FeedItem
+	feed     chan FeedItem
 
 	width, height int
 }
