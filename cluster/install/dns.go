@@ -48,6 +48,9 @@ func dnsObjects() (*appsv1.Deployment, *corev1.Service) {
 					// Not itself: a DNS server resolving through its own
 					// Service would ask itself.
 					DNSPolicy: corev1.DNSDefault,
+					// As CoreDNS: masters too, so that a cluster without
+					// workers has DNS.
+					Tolerations: []corev1.Toleration{{Key: agent.LabelControlPlane, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 					Containers: []corev1.Container{{
 						Name:    "dns",
 						Image:   image.Klab,

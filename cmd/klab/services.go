@@ -98,7 +98,10 @@ func printServices(tw *tabwriter.Writer, rep *proxy.Report, wide bool) {
 			if e.Node != "" {
 				what += " on " + e.Node
 			}
-			fmt.Fprintf(tw, "  → %s\t%s\t\t\t%d%s\t\n", e.Endpoint, what, e.Connections, share)
+			if e.AffinityHits > 0 {
+				share += fmt.Sprintf(", %d by affinity", e.AffinityHits)
+			}
+			fmt.Fprintf(tw, "  → %s\t\t\t\t%d%s\t%s\n", e.Endpoint, e.Connections, share, what)
 		}
 	}
 	if !wide {
@@ -109,13 +112,7 @@ func printServices(tw *tabwriter.Writer, rep *proxy.Report, wide bool) {
 		if c.Hook != "" {
 			hook = " (" + c.Hook + ")"
 		}
-		fmt.Fprintf(tw, "\nchain %s%s\t\t\t\t\t\n", c.Name, hook)
-		for _, r := range c.Rules {
-			fmt.Fprintf(tw, "    %s\t\t\t\t\t\n", r.Text)
-			if r.Comment != "" {
-				fmt.Fprintf(tw, "        # %s\t\t\t\t\t\n", r.Comment)
-			}
-		}
+		printChain(tw, "chain "+c.Name+hook, c.Rules)
 	}
 }
 
@@ -195,12 +192,22 @@ func printPolicy(tw *tabwriter.Writer, rep *policy.Report, wide bool) {
 		return
 	}
 	for _, c := range rep.Chains {
-		fmt.Fprintf(tw, "\nchain %s\t\t\t\t\n", c.Name)
+		var rules []proxy.Rule
 		for _, r := range c.Rules {
-			fmt.Fprintf(tw, "    %s\t\t\t\t\n", r.Text)
-			if r.Comment != "" {
-				fmt.Fprintf(tw, "        # %s\t\t\t\t\n", r.Comment)
-			}
+			rules = append(rules, proxy.Rule(r))
+		}
+		printChain(tw, "chain "+c.Name, rules)
+	}
+}
+
+// printChain prints a chain's rules as nft does, each with its comment;
+// without tabs, so that the table's columns do not stretch to fit them.
+func printChain(tw *tabwriter.Writer, title string, rules []proxy.Rule) {
+	fmt.Fprintf(tw, "\n%s\n", title)
+	for _, r := range rules {
+		fmt.Fprintf(tw, "    %s\n", r.Text)
+		if r.Comment != "" {
+			fmt.Fprintf(tw, "        # %s\n", r.Comment)
 		}
 	}
 }
