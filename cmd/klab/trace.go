@@ -23,6 +23,7 @@ import (
 	"github.com/klab-dev/klab/cluster/netctl"
 	"github.com/klab-dev/klab/internal/output"
 	"github.com/klab-dev/klab/netmodes"
+	"github.com/klab-dev/klab/netmodes/policy"
 	"github.com/klab-dev/klab/netmodes/trace"
 	"github.com/klab-dev/klab/provision"
 	"github.com/klab-dev/klab/provision/libvirt"
@@ -441,6 +442,37 @@ func (b *traceBackend) Probe(ctx context.Context, node string, req trace.ProbeRe
 		return nil, err
 	}
 	return b.agents.Probe(ctx, ip, req)
+}
+
+// PolicyDrops implements trace.PolicyReader: the drop counter of every
+// isolated pod's ingress and egress on the node (a node that does not
+// enforce policy has none).
+func (b *traceBackend) PolicyDrops(ctx context.Context, node string) ([]trace.PolicyDrop, error) {
+	ip, err := b.ip(node)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := b.agents.Policy(ctx, ip)
+	if err != nil {
+		return nil, err
+	}
+	var out []trace.PolicyDrop
+	for _, ep := range rep.Endpoints {
+		for _, side := range []struct {
+			dir policy.Direction
+			st  *policy.SideStatus
+		}{{policy.Ingress, ep.Ingress}, {policy.Egress, ep.Egress}} {
+			if side.st == nil {
+				continue
+			}
+			out = append(out, trace.PolicyDrop{
+				Policy: strings.Join(side.st.Policies, ", "),
+				Rule:   fmt.Sprintf("%s %s: no rule of its policies allows it", ep.Pod, side.dir),
+				Drops:  side.st.Dropped,
+			})
+		}
+	}
+	return out, nil
 }
 
 // NodeState implements trace.StateReader.

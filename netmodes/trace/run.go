@@ -488,29 +488,44 @@ func allSeen(plans []*Plan, frames map[capKey][]Frame) bool {
 	return false
 }
 
-// policySnapshot reads the policy drop counters of the nodes on the
-// paths, when the backend can.
+// policySnapshot reads the policy drop counters, when the backend can,
+// of the nodes where a pod on the paths has its veth: policy is enforced
+// there.
 func policySnapshot(ctx context.Context, b Backend, plans []*Plan) map[string][]PolicyDrop {
 	pr, ok := b.(PolicyReader)
 	if !ok {
 		return nil
 	}
 	out := map[string][]PolicyDrop{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, p := range plans {
 		for _, pt := range allPoints(p) {
-			if pt.Capturer == "" {
+			if pt.Hop.Kind != HopPod {
 				continue
 			}
-			if _, done := out[pt.Capturer]; done {
+			node := pt.Capturer
+			mu.Lock()
+			_, done := out[node]
+			out[node] = nil
+			mu.Unlock()
+			if done {
 				continue
 			}
-			d, err := pr.PolicyDrops(ctx, pt.Capturer)
-			if err != nil {
-				d = nil
-			}
-			out[pt.Capturer] = d
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, err := pr.PolicyDrops(ctx, node)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				out[node] = d
+				mu.Unlock()
+			}()
 		}
 	}
+	wg.Wait()
 	return out
 }
 
@@ -598,6 +613,9 @@ func (o *outcome) analyse(ctx context.Context, t *Topology, b Backend, before ma
 	}
 	if pr, ok := b.(PolicyReader); ok && before != nil {
 		for _, node := range []string{at.Node, next.Hop.Node} {
+			if _, ok := before[node]; !ok {
+				continue
+			}
 			after, err := pr.PolicyDrops(ctx, node)
 			if err != nil {
 				continue
