@@ -84,7 +84,9 @@ func Parse(file string, data []byte) (*Lab, error) {
 }
 
 // yamlError turns the YAML parser's message ("yaml: line 4: …") into an
-// Error with the line.
+// Error with the line. The parser names the line where it noticed the
+// problem, or where the construct it was in began, which can be the line
+// before: the message says "near".
 func yamlError(file string, err error) *Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	var line int
@@ -95,7 +97,10 @@ func yamlError(file string, err error) *Error {
 			}
 		}
 	}
-	return &Error{File: file, Line: line, Msg: "not valid YAML: " + msg}
+	if line > 0 {
+		return &Error{File: file, Line: line, Msg: "not valid YAML (near this line): " + msg}
+	}
+	return &Error{File: file, Msg: "not valid YAML: " + msg}
 }
 
 // decoder fills Go values from YAML nodes strictly: unknown fields,
