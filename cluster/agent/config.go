@@ -83,14 +83,19 @@ func (c *Config) Defaults() {
 	set(&c.CNIConfDir, "/etc/cni/net.d")
 	set(&c.CNIBinDir, "/opt/cni/bin")
 	set(&c.StateDir, "/var/lib/klab/agent")
+	// Lab-short heartbeats: the controller manager marks a node whose
+	// Lease is 20 s old NotReady. The node's status only refreshes its
+	// conditions, so it is written rarely (the kubelet: every 5 minutes)
+	// and at once when readiness changes; every write wakes every node
+	// watcher in the cluster.
 	if c.LeaseRenew.Duration == 0 {
-		c.LeaseRenew.Duration = 2 * time.Second
+		c.LeaseRenew.Duration = 5 * time.Second
 	}
 	if c.LeaseDuration.Duration == 0 {
-		c.LeaseDuration.Duration = 10 * time.Second
+		c.LeaseDuration.Duration = 20 * time.Second
 	}
 	if c.StatusInterval.Duration == 0 {
-		c.StatusInterval.Duration = 10 * time.Second
+		c.StatusInterval.Duration = time.Minute
 	}
 	if c.MaxPods == 0 {
 		c.MaxPods = 110

@@ -438,8 +438,16 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *corev1.Pod) (err err
 		return err
 	}
 	w.sandbox, w.podIP, w.started = sb, ip, time.Now()
+	host := "?"
+	if att.Result != nil {
+		for _, i := range att.Result.Interfaces {
+			if i.Sandbox == "" {
+				host = i.Name
+			}
+		}
+	}
 	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "SandboxReady",
-		"pause pid %d holds the pod's namespaces; CNI ADD gave eth0 %s (netns %s, host side %s)", sb.PausePID, ip, sb.NetNS, att.Interface)
+		"pause pid %d holds the pod's namespaces; CNI ADD gave eth0 %s (netns %s, host side %s)", sb.PausePID, ip, sb.NetNS, host)
 	return nil
 }
 
@@ -481,7 +489,11 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Con
 	w.publishIDs()
 	c.waiting, c.message, c.ready, c.stopping = "", "", false, false
 	c.startup = spec.StartupProbe == nil
-	w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s (pid %d)", spec.Name, rc.PID)
+	if rc.PID > 0 {
+		w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s (pid %d)", spec.Name, rc.PID)
+	} else {
+		w.m.recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", spec.Name)
+	}
 	w.watch(ctx, pod, spec, c)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	goruntime "runtime"
 	"runtime/debug"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/klab-dev/klab/cluster/pki"
 )
 
 // request is a parsed resource request.
@@ -72,6 +75,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && s.disc.serve(w, r, path) {
 		return
 	}
+	if strings.HasPrefix(r.URL.Path, "/debug/pprof") {
+		// Where the server spends its time, for admins, as the upstream
+		// API server's --profiling offers.
+		if !u.in(pki.GroupMasters) {
+			s.writeError(w, r, apierrors.NewForbidden(schema.GroupResource{}, path, fmt.Errorf("only admins (%s) may profile the API server", pki.GroupMasters)))
+			return
+		}
+		pprofMux.ServeHTTP(w, r)
+		return
+	}
 	if strings.HasPrefix(path, "/openapi/") {
 		s.openAPI(w, r, path)
 		return
@@ -92,6 +105,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.dispatch(w, req)
 }
+
+var pprofMux = func() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	return m
+}()
 
 // splitGroupVersion splits /api/v1/… and /apis/GROUP/VERSION/….
 func splitGroupVersion(path string) (schema.GroupVersion, []string, bool) {

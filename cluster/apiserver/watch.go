@@ -96,7 +96,7 @@ func (s *Server) watch(w http.ResponseWriter, req *request) error {
 			return nil
 		}
 	}
-	events := s.store.Watch(ctx, req.res.listPrefix(req.namespace), store.WatchOptions{After: after, Progress: o.AllowWatchBookmarks}, req.res.newObj)
+	events := s.store.Watch(ctx, req.res.listPrefix(req.namespace), store.WatchOptions{After: after, Progress: o.AllowWatchBookmarks, Prev: !sel.everything()}, req.res.newObj)
 	for ev := range events {
 		typ, obj := watch.EventType(""), ev.Object
 		switch ev.Type {
@@ -105,7 +105,7 @@ func (s *Server) watch(w http.ResponseWriter, req *request) error {
 				typ = watch.Added
 			}
 		case watch.Modified:
-			now, before := sel.matches(req.res, ev.Object), sel.matches(req.res, ev.Prev)
+			now, before := sel.matches(req.res, ev.Object), ev.Prev == nil || sel.matches(req.res, ev.Prev)
 			switch {
 			case now && before:
 				typ = watch.Modified

@@ -197,7 +197,7 @@ func TestWatchResumeAndCompaction(t *testing.T) {
 	s.Delete(ctx, "/registry/configmaps/default/b", 0, nil)
 
 	// Resuming from the first write replays everything after it, in order.
-	ch := s.Watch(ctx, "/registry/configmaps/", store.WatchOptions{After: start}, newCM)
+	ch := s.Watch(ctx, "/registry/configmaps/", store.WatchOptions{After: start, Prev: true}, newCM)
 	want := []struct {
 		typ  watch.EventType
 		name string

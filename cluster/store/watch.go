@@ -18,7 +18,8 @@ type Event struct {
 	// Object is the new version (the last one for Deleted), its
 	// resourceVersion set to Revision.
 	Object runtime.Object
-	// Prev is the version before the change (Modified and Deleted).
+	// Prev is the version before the change (Deleted, and Modified when
+	// the watch asked for it).
 	Prev     runtime.Object
 	Revision int64
 	Err      error
@@ -31,6 +32,10 @@ type WatchOptions struct {
 	After int64
 	// Progress asks for Bookmark events while nothing changes.
 	Progress bool
+	// Prev asks for Modified events' previous version too (a watcher
+	// with a selector needs it, to tell an object entering or leaving
+	// the selection); decoding it costs as much as the new one.
+	Prev bool
 }
 
 // Watch delivers the changes under prefix on the returned channel until
@@ -74,7 +79,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, o WatchOptions, newObj
 				continue
 			}
 			for _, e := range resp.Events {
-				ev, err := s.event(e, newObj)
+				ev, err := s.event(e, newObj, o.Prev)
 				if err != nil {
 					send(Event{Type: watch.Error, Err: err})
 					return
@@ -91,10 +96,10 @@ func (s *Store) Watch(ctx context.Context, prefix string, o WatchOptions, newObj
 	return out
 }
 
-func (s *Store) event(e *clientv3.Event, newObj func() runtime.Object) (Event, error) {
+func (s *Store) event(e *clientv3.Event, newObj func() runtime.Object, prev bool) (Event, error) {
 	key := string(e.Kv.Key)
 	ev := Event{Revision: e.Kv.ModRevision}
-	if e.PrevKv != nil {
+	if e.PrevKv != nil && (prev || e.Type == clientv3.EventTypeDelete) {
 		ev.Prev = newObj()
 		if err := s.fromStorage(key, e.PrevKv.Value, e.PrevKv.ModRevision, ev.Prev); err != nil {
 			return ev, err
