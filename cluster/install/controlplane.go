@@ -40,7 +40,9 @@ const (
 	etcdDataDir           = provision.NodeStateDir + "/etcd"
 )
 
-// readyTimeout bounds the wait for the API servers after their start.
+// readyTimeout bounds each of up's waits after the supervisors' start
+// (API servers, nodes Ready, the network's mode, DNS) on machines as fast
+// as the host; see Slow.
 const readyTimeout = 2 * time.Minute
 
 // PKIDir is where a cluster's CA lives on the host.
@@ -208,9 +210,9 @@ func (cp *controlPlane) masterComponents(m provision.Node, initialCluster []stri
 func (cp *controlPlane) bundle(node string) Bundle { return cp.bundles[node] }
 
 // waitReady waits until every master's API server answers /readyz over
-// TLS from the host, then writes the admin kubeconfig.
-func (cp *controlPlane) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+// TLS from the host.
+func (cp *controlPlane) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cert, err := cp.admin.TLSCertificate()
 	if err != nil {
@@ -298,7 +300,7 @@ func installControlPlane(c *provision.Cluster, pr *progress.Printer) (*controlPl
 }
 
 // started waits for the API servers and writes the kubeconfig.
-func (cp *controlPlane) started(ctx context.Context, pr *progress.Printer) error {
+func (cp *controlPlane) started(ctx context.Context, pr *progress.Printer, timeout time.Duration) error {
 	var names []string
 	for _, m := range cp.c.Masters() {
 		names = append(names, m.Name)
@@ -307,7 +309,7 @@ func (cp *controlPlane) started(ctx context.Context, pr *progress.Printer) error
 	if len(names) > 1 {
 		what = "masters " + strings.Join(names, ", ") + ": etcd, apiserver"
 	}
-	if err := pr.Do(what, func(*progress.Step) error { return cp.waitReady(ctx) }); err != nil {
+	if err := pr.Do(what, func(*progress.Step) error { return cp.waitReady(ctx, timeout) }); err != nil {
 		return err
 	}
 	return pr.Do("kubeconfig "+KubeconfigPath(cp.c.Name), func(*progress.Step) error {

@@ -87,7 +87,7 @@ func dnsObjects() (*appsv1.Deployment, *corev1.Service) {
 // answers, which also means it reached the API server through the
 // kubernetes Service. Without wait (a pod network that cannot route
 // between subnets yet) it only creates it.
-func deployDNS(ctx context.Context, cs kubernetes.Interface, pr *progress.Printer, wait bool) error {
+func deployDNS(ctx context.Context, cs kubernetes.Interface, pr *progress.Printer, wait bool, timeout time.Duration) error {
 	d, s := dnsObjects()
 	return pr.Do(fmt.Sprintf("dns: %s/%s %s, %d replicas of klab dns", dnsNamespace, dnsService, agent.ClusterDNS, dnsReplicas), func(step *progress.Step) error {
 		if _, err := cs.CoreV1().Services(dnsNamespace).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -100,7 +100,7 @@ func deployDNS(ctx context.Context, cs kubernetes.Interface, pr *progress.Printe
 			step.Rename(fmt.Sprintf("dns: %s/%s %s created; its pods need a network that routes between the subnets", dnsNamespace, dnsService, agent.ClusterDNS))
 			return nil
 		}
-		ready, err := waitEndpoints(ctx, cs, dnsNamespace, dnsService, readyTimeout)
+		ready, err := waitEndpoints(ctx, cs, dnsNamespace, dnsService, timeout)
 		if err != nil {
 			return err
 		}

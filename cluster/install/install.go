@@ -102,6 +102,7 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 	if err := addNodeComponents(c, cp); err != nil {
 		return c, err
 	}
+	slow := time.Duration(slowdown(o.Provider, c))
 	if err := o.Progress.Do(fmt.Sprintf("supervisors on %d machines", len(c.Nodes)), func(*progress.Step) error {
 		bundles := cp.bundles
 		// Files first, on every machine, and only then processes: a
@@ -114,22 +115,39 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 			return err
 		}
 		return forEachNode(ctx, o.Provider, c, func(n provision.Node, t transport.Transport) error {
-			return startSupervisor(ctx, t)
+			return startSupervisor(ctx, t, slow*10*time.Second)
 		})
 	}); err != nil {
 		return c, err
 	}
-	if err := cp.started(ctx, o.Progress); err != nil {
+	timeout := slow * readyTimeout
+	if err := cp.started(ctx, o.Progress, timeout); err != nil {
 		return c, err
 	}
 	if o.Mode == "" {
 		o.Mode = api.ModeBGP
 	}
-	if err := startNodes(ctx, c, o.Mode, o.Progress); err != nil {
+	if err := startNodes(ctx, c, o.Mode, o.Progress, timeout); err != nil {
 		return c, err
 	}
 	c.Phase = provision.PhaseReady
 	return c, provision.Save(c)
+}
+
+// Slow is implemented by providers whose machines run slower than the
+// host, such as VMs whose CPU QEMU emulates: up's waits for the control
+// plane, the agents, the network and DNS are Slowdown times as long.
+type Slow interface {
+	Slowdown(c *provision.Cluster) int
+}
+
+// slowdown is how many times as long as for namespaces up waits for the
+// components on c's machines.
+func slowdown(p provision.Provider, c *provision.Cluster) int {
+	if s, ok := p.(Slow); ok {
+		return max(1, s.Slowdown(c))
+	}
+	return 1
 }
 
 func memberNames(c *provision.Cluster) []string {
@@ -225,12 +243,13 @@ func copyBundle(ctx context.Context, c *provision.Cluster, n provision.Node, t t
 	return t.WriteFile(ctx, supervisor.DefaultConfig, bytes.NewReader(data), 0o644)
 }
 
-// startSupervisor starts a machine's supervisor and waits until it answers.
-func startSupervisor(ctx context.Context, t transport.Transport) error {
+// startSupervisor starts a machine's supervisor and waits until it
+// answers, at most wait.
+func startSupervisor(ctx context.Context, t transport.Transport, wait time.Duration) error {
 	if err := t.Start(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise"}}, filepath.Join(provision.NodeLogDir, "supervise.log")); err != nil {
 		return fmt.Errorf("start supervisor: %w", err)
 	}
-	if err := t.Run(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise", "status", "--wait", "10s"}}); err != nil {
+	if err := t.Run(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise", "status", "--wait", wait.String()}}); err != nil {
 		return fmt.Errorf("supervisor did not come up: %w", err)
 	}
 	return nil

@@ -57,8 +57,8 @@ func addNodeComponents(c *provision.Cluster, cp *controlPlane) error {
 
 // startNodes waits for the agents and the network: every node registered
 // and Ready (it has its pod block and CNI configuration), and every node's
-// network agent converged to the cluster's mode.
-func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode, pr *progress.Printer) error {
+// network agent converged to the cluster's mode, each within timeout.
+func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode, pr *progress.Printer, timeout time.Duration) error {
 	cfg, err := client.Config(c.Name, "")
 	if err != nil {
 		return err
@@ -76,13 +76,13 @@ func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode,
 	}
 	members := c.Members()
 	if err := pr.Do(fmt.Sprintf("agents on %d nodes registered and Ready", len(members)), func(*progress.Step) error {
-		return waitNodesReady(ctx, nc, members, readyTimeout)
+		return waitNodesReady(ctx, nc, members, timeout)
 	}); err != nil {
 		return err
 	}
 	crossSubnet := false
 	err = pr.Do(fmt.Sprintf("network: %s mode", mode), func(s *progress.Step) error {
-		if _, err := nc.Switch(ctx, mode, false, readyTimeout); err != nil {
+		if _, err := nc.Switch(ctx, mode, false, timeout); err != nil {
 			// Plain BGP across the router cannot work: that is a lesson,
 			// not a failure of up.
 			if mode == api.ModeBGP && len(c.Subnets) > 1 && strings.Contains(err.Error(), "not on-link") {
@@ -121,7 +121,7 @@ func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode,
 	if err != nil {
 		return err
 	}
-	return deployDNS(ctx, nc.Kube, pr, !crossSubnet)
+	return deployDNS(ctx, nc.Kube, pr, !crossSubnet, timeout)
 }
 
 // waitNodesReady polls until every member is a Ready node.

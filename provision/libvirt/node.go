@@ -384,6 +384,21 @@ func (p *Provider) bootTimeout(st *state) time.Duration {
 	return 5 * time.Minute
 }
 
+// TCGSlowdown is how many times as long as on the host the install
+// waits for klab's components on machines whose CPU QEMU emulates (its
+// TCG runs them 5 to 20 times slower); with KVM they run at about the
+// host's speed.
+const TCGSlowdown = 5
+
+// Slowdown implements install.Slow: TCGSlowdown for machines under
+// emulation, 1 with KVM.
+func (p *Provider) Slowdown(c *provision.Cluster) int {
+	if s, err := loadState(c.Name); err == nil && s.Accel == AccelKVM {
+		return 1
+	}
+	return TCGSlowdown
+}
+
 // waitBoot waits until a machine's sshd answers with its pinned host key
 // and accepts the cluster's key. A machine that stops, presents another
 // host key, or does not answer in time is an error that shows the end of
