@@ -42,11 +42,18 @@ func (e *exitView) terminated(id string) *corev1.ContainerStateTerminated {
 		ExitCode:    e.Code,
 		Reason:      e.Reason,
 		Message:     e.Message,
-		StartedAt:   metav1.NewTime(e.StartedAt),
-		FinishedAt:  metav1.NewTime(e.FinishedAt),
+		StartedAt:   apiTime(e.StartedAt),
+		FinishedAt:  apiTime(e.FinishedAt),
 		ContainerID: containerID(id),
 	}
 	return t
+}
+
+// apiTime is t as the API stores it: whole seconds. A status built with
+// finer times never equals the one read back, and would be written again
+// on every look.
+func apiTime(t time.Time) metav1.Time {
+	return metav1.NewTime(t.Truncate(time.Second))
 }
 
 func containerID(id string) string {
@@ -69,7 +76,7 @@ func (v containerView) status() corev1.ContainerStatus {
 	}
 	switch {
 	case v.Running:
-		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(v.StartedAt)}
+		s.State.Running = &corev1.ContainerStateRunning{StartedAt: apiTime(v.StartedAt)}
 	case v.WaitingReason != "":
 		s.State.Waiting = &corev1.ContainerStateWaiting{Reason: v.WaitingReason, Message: v.WaitingMessage}
 	case v.Exit != nil:
@@ -148,7 +155,7 @@ func podStatus(pod *corev1.Pod, nodeIP string, podIPs []string, sandboxReady boo
 		}
 	}
 	if !started.IsZero() {
-		t := metav1.NewTime(started)
+		t := apiTime(started)
 		st.StartTime = &t
 	}
 	allReady := len(cs) > 0
@@ -163,7 +170,7 @@ func podStatus(pod *corev1.Pod, nodeIP string, podIPs []string, sandboxReady boo
 		if ok {
 			c.Status, c.Reason = corev1.ConditionTrue, ""
 		}
-		c.LastTransitionTime = metav1.NewTime(now)
+		c.LastTransitionTime = apiTime(now)
 		for _, p := range pod.Status.Conditions {
 			if p.Type == t && p.Status == c.Status {
 				c.LastTransitionTime = p.LastTransitionTime

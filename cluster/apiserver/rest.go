@@ -408,6 +408,12 @@ func (s *Server) updateObject(ctx context.Context, req *request, want int64, nex
 		if isDryRun(req.Request) {
 			return obj, false, nil
 		}
+		if equality.Semantic.DeepEqual(obj, old) {
+			// Nothing changes: no write and no watch event, as upstream.
+			// A client writing what it read would otherwise wake every
+			// watcher, whose reactions may write again.
+			return obj, false, nil
+		}
 		err = s.store.Update(ctx, key, obj, rev)
 		if err != nil && req.sub == "" && res.abandonUpdate != nil {
 			res.abandonUpdate(context.WithoutCancel(ctx), s, obj, old)
