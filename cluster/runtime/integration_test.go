@@ -354,7 +354,7 @@ func leftovers(r *Runtime, sb *Sandbox, pids ...int) []string {
 		}
 	}
 	for _, pid := range pids {
-		if syscall.Kill(pid, 0) == nil {
+		if alive(pid, startTime(pid)) {
 			out = append(out, fmt.Sprintf("process %d", pid))
 		}
 	}
