@@ -40,7 +40,7 @@ func upTraceCluster(t testing.TB, name string, workers int) *traceCluster {
 	manifest := filepath.Join(c.state, "pods.yaml")
 	var b strings.Builder
 	for _, p := range [][2]string{{"a", "node1"}, {"b", "node2"}, {"c", "node1"}} {
-		fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  nodeName: %s\n  containers: [{name: c, image: busybox, command: [sleep, \"100000\"]}]\n---\n", p[0], p[1])
+		fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: %s, labels: {trace: %[1]s}}\nspec:\n  nodeName: %s\n  containers: [{name: c, image: busybox, command: [sleep, \"100000\"]}]\n---\n", p[0], p[1])
 	}
 	if err := os.WriteFile(manifest, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -232,6 +232,56 @@ func TestIntegrationTrace(t *testing.T) {
 			if !res.Delivered || len(seq) != tc.hops || seq[0] != tc.first || seq[len(seq)-1] != tc.last {
 				t.Errorf("trace %v: delivered %v, hops %q", tc.args, res.Delivered, seq)
 			}
+		}
+	})
+
+	t.Run("service and policy", func(t *testing.T) {
+		manifest := filepath.Join(t.TempDir(), "svc.yaml")
+		svc := "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {trace: b}\n  ports: [{port: 80, targetPort: 8080}]\n"
+		if err := os.WriteFile(manifest, []byte(svc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, code := c.run("apply", "-f", manifest); code != 0 {
+			t.Fatalf("apply: %s", out)
+		}
+		// The proxy's DNAT sends the SYN to pod b, the Service's only
+		// endpoint; the hop where it happens says so.
+		var res *trace.Result
+		testutil.Poll(t, 30*time.Second, "a trace to svc/web through its endpoint b", func() bool {
+			out, code := c.run("trace", "-o", "json", "a", "svc/web", "--proto", "tcp", "--port", "80")
+			res = &trace.Result{}
+			return code == 0 && json.Unmarshal(out, res) == nil && res.Dst.Endpoint == "default/b"
+		})
+		dnat := false
+		for _, h := range res.Hops {
+			dnat = dnat || strings.Contains(h.Change, "DNAT")
+		}
+		if res.Dst.Kind != trace.KindService || !dnat || hopSeq(res)[len(res.Hops)-1] != "node2 pod in" {
+			t.Errorf("dst %+v, DNAT shown %v, hops %q", res.Dst, dnat, hopSeq(res))
+		}
+
+		// A default-deny policy for b: the trace ends at b's veth and
+		// names the policy whose drop counter went up.
+		deny := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-b}\nspec:\n  podSelector: {matchLabels: {trace: b}}\n  policyTypes: [Ingress]\n"
+		if err := os.WriteFile(manifest, []byte(deny), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, code := c.run("apply", "-f", manifest); code != 0 {
+			t.Fatalf("apply: %s", out)
+		}
+		t.Cleanup(func() { c.run("delete", "networkpolicy", "deny-b") })
+		var out []byte
+		testutil.Poll(t, 30*time.Second, "a trace to b dropped by the policy", func() bool {
+			var code int
+			out, code = c.run("trace", "-o", "json", "a", "b")
+			return code == 1
+		})
+		res = &trace.Result{}
+		if err := json.Unmarshal(out, res); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if res.Delivered || res.Cause != trace.CausePolicy || !strings.Contains(res.Reason, "default/deny-b") || res.LostAt == nil || res.LostAt.Node != "node2" {
+			t.Errorf("delivered %v, cause %s, lost at %+v: %s", res.Delivered, res.Cause, res.LostAt, res.Reason)
 		}
 	})
 

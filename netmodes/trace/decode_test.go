@@ -241,8 +241,8 @@ func TestNewProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tp.SrcPort < 32768 || tp.SrcPort > 60999 || len(tp.Marker) != 8 || binary.BigEndian.Uint16(tp.Marker[2:]) != 443 ||
-		binary.BigEndian.Uint32(tp.Marker[4:]) != tp.Seq || tp.Length() != 40 {
+	if tp.SrcPort < 32768 || tp.SrcPort > 60999 || len(tp.Marker) != 8 || binary.BigEndian.Uint32(tp.Marker) != tp.Seq ||
+		binary.BigEndian.Uint32(tp.Marker[4:]) != tp.Ack || tp.Length() != 40 {
 		t.Errorf("TCP probe %+v", tp)
 	}
 	if err := tp.Validate(); err != nil {

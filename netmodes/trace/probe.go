@@ -54,7 +54,7 @@ func DefaultSize(proto string) int {
 // NewProbe makes a probe with fresh random identifiers and marker: an
 // ICMP echo request (id, seq) or UDP datagram (source port) with the
 // marker at the start of its payload, or a TCP SYN whose marker is its
-// ports and initial sequence number.
+// initial sequence number and (unused, random) acknowledgment field.
 func NewProbe(proto string, dst netip.Addr, port, size, seq int) (ProbeRequest, error) {
 	p := ProbeRequest{Proto: proto, Dst: dst, Port: port, Size: size}
 	if err := p.check(); err != nil {
@@ -76,10 +76,13 @@ func NewProbe(proto string, dst netip.Addr, port, size, seq int) (ProbeRequest, 
 	case UDP:
 		p.SrcPort = ephemeral(extra)
 	case TCP:
+		// The ports do not make the marker: a Service's DNAT changes the
+		// destination port, a masquerade the source port; sequence and
+		// acknowledgment numbers cross NAT unchanged.
 		p.SrcPort = ephemeral(extra)
 		p.Seq = binary.BigEndian.Uint32(extra[2:])
-		p.Marker = binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, uint16(p.SrcPort)), uint16(p.Port))
-		p.Marker = binary.BigEndian.AppendUint32(p.Marker, p.Seq)
+		p.Ack = binary.BigEndian.Uint32(extra[6:])
+		p.Marker = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, p.Seq), p.Ack)
 	}
 	return p, nil
 }
@@ -181,7 +184,7 @@ func SendProbe(ctx context.Context, netnsPath string, p ProbeRequest) (*ProbeRes
 		if !res.Src.IsValid() {
 			return nil, fmt.Errorf("probe: the kernel chose no source address towards %s", p.Dst)
 		}
-		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.SrcPort), DstPort: layers.TCPPort(p.Port), Seq: p.Seq, SYN: true, Window: 64240}
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.SrcPort), DstPort: layers.TCPPort(p.Port), Seq: p.Seq, Ack: p.Ack, SYN: true, Window: 64240}
 		if err := tcp.SetNetworkLayerForChecksum(&layers.IPv4{Version: 4, SrcIP: res.Src.AsSlice(), DstIP: p.Dst.AsSlice(), Protocol: layers.IPProtocolTCP}); err != nil {
 			return nil, err
 		}

@@ -261,10 +261,12 @@ type ProbeRequest struct {
 	// Port is the destination port (tcp, udp).
 	Port int `json:"port,omitempty"`
 	// SrcPort is the source port (tcp, udp), ID the ICMP identifier and
-	// Seq the ICMP sequence number or the TCP initial sequence number.
+	// Seq the ICMP sequence number or the TCP initial sequence number;
+	// Ack is the acknowledgment field of a TCP SYN (no ACK flag: random).
 	SrcPort int    `json:"src_port,omitempty"`
 	ID      int    `json:"id,omitempty"`
 	Seq     uint32 `json:"seq"`
+	Ack     uint32 `json:"ack,omitempty"`
 	// Size is the payload after the ICMP/TCP/UDP header.
 	Size   int    `json:"size"`
 	Marker []byte `json:"marker"`
