@@ -38,8 +38,10 @@ const (
 	// readyTimeout bounds the wait for every capture to be open.
 	readyTimeout = 3 * time.Second
 	// grace is how long the other captures may take to report once the
-	// destination saw the packet (their streams travel separately).
-	grace = 30 * time.Millisecond
+	// destination saw the packet (their streams travel separately, and a
+	// loaded machine delays some). Only a trace with a hop that did not
+	// see the packet waits for it all.
+	grace = 250 * time.Millisecond
 )
 
 // Backend reaches the node agents: their captures (node "" is this host,
