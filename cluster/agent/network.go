@@ -102,9 +102,21 @@ func startNetwork(ctx context.Context, cfg *Config, cs kubernetes.Interface, cli
 		UpdateFunc: func(any, any) { n.poke() },
 		DeleteFunc: func(any) { n.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{nodeInf, netInf, peerInf} {
+	for _, inf := range []cache.SharedIndexInformer{nodeInf, peerInf} {
 		inf.AddEventHandler(handler)
 	}
+	// The ClusterNetwork's spec, not its status: every node writes its
+	// own entry there, and reacting to the others' would have all of them
+	// write again.
+	netInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { n.poke() },
+		UpdateFunc: func(old, cur any) {
+			if old.(*api.ClusterNetwork).Generation != cur.(*api.ClusterNetwork).Generation {
+				n.poke()
+			}
+		},
+		DeleteFunc: func(any) { n.poke() },
+	})
 	factory.Start(ctx.Done())
 	go netInf.Run(ctx.Done())
 	go peerInf.Run(ctx.Done())
@@ -335,7 +347,9 @@ func (n *network) report(ctx context.Context, st api.NodeNetworkStatus) error {
 	n.mu.Lock()
 	prev := n.reported
 	n.mu.Unlock()
-	if len(st.Changes.Added) == 0 && len(st.Changes.Removed) == 0 && st.Converged && prev.Converged && prev.Mode == st.Mode {
+	// A reconcile that changed nothing (also one that keeps failing the
+	// same way) keeps the last changes and their time on record.
+	if len(st.Changes.Added) == 0 && len(st.Changes.Removed) == 0 && st.Converged == prev.Converged && prev.Mode == st.Mode {
 		st.Changes, st.Took = prev.Changes, prev.Took
 	}
 	st.LastTransition = prev.LastTransition
