@@ -38,6 +38,9 @@ var DefaultModules = []string{
 	"ext4", "overlay", "af_packet",
 	"bridge", "br_netfilter", "veth", "vxlan", "ipip", "tun", "dummy",
 	"nf_tables", "nft_*", "nf_conntrack", "nf_nat", "nf_reject_ipv4", "nfnetlink",
+	// netlink.NewHandle opens a NETLINK_XFRM socket too, and fails
+	// ("protocol not supported") without it.
+	"xfrm_user",
 }
 
 // DefaultTools are host programs copied into the image, with the libraries

@@ -363,10 +363,13 @@ func (p *Provider) createMachine(ctx context.Context, l *conn, c *provision.Clus
 
 func seedConfig(c *provision.Cluster, n provision.Node, id, userPub string, hostKey []byte, hostPub string) image.SeedConfig {
 	s := image.SeedConfig{Hostname: n.Name, InstanceID: id, AuthorizedKey: userPub, HostKey: hostKey, HostKeyPub: hostPub, Forward: n.Role == provision.RoleRouter}
-	for _, i := range machineNICs(c, n) {
+	for k, i := range machineNICs(c, n) {
 		si := image.SeedInterface{Name: i.Name, MAC: i.MAC, Address: i.Addr.String()}
+		// The routes' gateways are in the first interface's subnet.
 		for _, r := range machineRoutes(c, n) {
-			si.Routes = append(si.Routes, image.SeedRoute{To: r.To.String(), Via: r.Via.String()})
+			if k == 0 {
+				si.Routes = append(si.Routes, image.SeedRoute{To: r.To.String(), Via: r.Via.String()})
+			}
 		}
 		s.Interfaces = append(s.Interfaces, si)
 	}

@@ -102,20 +102,18 @@ func machineNICs(c *provision.Cluster, n provision.Node) []nic {
 	return []nic{{Name: "eth0", Network: NetworkName(c.Name, s), MAC: MAC(c.Name, n.Name, 0), Addr: netip.PrefixFrom(n.IP, s.CIDR.Bits())}}
 }
 
-// machineRoutes are the routes a member needs to the other subnets,
-// through the router's address in its own subnet.
+// machineRoutes are a machine's static routes: as on a real network, and
+// as the netns provider's nodes have, a default route — through the
+// router's address in its subnet when there is a router, else (and for the
+// router itself) through the host's address. Pods need it too: a node
+// answers a pod's ARP for its gateway (169.254.1.1, by proxy ARP) only
+// when it has a route to that address.
 func machineRoutes(c *provision.Cluster, n provision.Node) []route {
 	gw := c.Subnets[n.Subnet].Gateway
 	if n.Role == provision.RoleRouter || !gw.IsValid() {
-		return nil
+		gw = c.HostIP.Addr()
 	}
-	var out []route
-	for i, s := range c.Subnets {
-		if i != n.Subnet {
-			out = append(out, route{To: s.CIDR, Via: gw})
-		}
-	}
-	return out
+	return []route{{To: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Via: gw}}
 }
 
 // Cmdline is the kernel command line that configures a machine booted from

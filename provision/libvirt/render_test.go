@@ -192,19 +192,20 @@ func TestXMLEscapes(t *testing.T) {
 func TestCmdline(t *testing.T) {
 	c := plan(t, "kvx", 2, 2)
 	for node, want := range map[string]string{
-		"master": "console=ttyS0 quiet klab.hostname=master klab.disk=/dev/vda klab.ip=eth0:192.168.34.10/24 klab.route=192.168.35.0/24,192.168.34.1",
-		"node2":  "console=ttyS0 quiet klab.hostname=node2 klab.disk=/dev/vda klab.ip=eth0:192.168.35.12/24 klab.route=192.168.34.0/24,192.168.35.1",
-		"router": "console=ttyS0 quiet klab.hostname=router klab.disk=/dev/vda klab.ip=eth0:192.168.34.1/24 klab.ip=eth1:192.168.35.1/24 klab.forward=1",
+		"master": "console=ttyS0 quiet klab.hostname=master klab.disk=/dev/vda klab.ip=eth0:192.168.34.10/24 klab.route=0.0.0.0/0,192.168.34.1",
+		"node2":  "console=ttyS0 quiet klab.hostname=node2 klab.disk=/dev/vda klab.ip=eth0:192.168.35.12/24 klab.route=0.0.0.0/0,192.168.35.1",
+		"router": "console=ttyS0 quiet klab.hostname=router klab.disk=/dev/vda klab.ip=eth0:192.168.34.1/24 klab.ip=eth1:192.168.35.1/24 klab.route=0.0.0.0/0,192.168.34.254 klab.forward=1",
 	} {
 		n, _ := c.Node(node)
 		if got := Cmdline(c, n); got != want {
 			t.Errorf("%s:\n got %s\nwant %s", node, got, want)
 		}
 	}
+	// One subnet: the default route is the host's address.
 	one := plan(t, "kvy", 1, 1)
 	n, _ := one.Node("node1")
-	if got := Cmdline(one, n); strings.Contains(got, "klab.route") {
-		t.Errorf("one subnet has routes: %s", got)
+	if got, want := Cmdline(one, n), "klab.route=0.0.0.0/0,192.168.34.254"; !strings.HasSuffix(got, want) {
+		t.Errorf("one subnet: %s, want it to end with %s", got, want)
 	}
 }
 
