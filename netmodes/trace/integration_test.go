@@ -16,11 +16,11 @@ import (
 // pair makes two network namespaces joined by a veth pair (ttra0 in the
 // first, ttrb0 in the second, 10.255.77.1/30 and .2/30, MTU 1400) and
 // removes them when the test ends.
-func pair(t *testing.T) (a, b string) {
+func pair(t *testing.T) (pathA, pathB string) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireCommand(t, "ip")
-	a, b = "tt-trace-a", "tt-trace-b"
+	a, b := "tt-trace-a", "tt-trace-b"
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
