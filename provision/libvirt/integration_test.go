@@ -1,26 +1,41 @@
 package libvirt
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/klab-dev/klab/cluster/api"
+	"github.com/klab-dev/klab/cluster/client"
+	"github.com/klab-dev/klab/cluster/client/podio"
 	"github.com/klab-dev/klab/cluster/install"
+	"github.com/klab-dev/klab/cluster/netctl"
 	"github.com/klab-dev/klab/internal/testutil"
+	"github.com/klab-dev/klab/netmodes"
+	"github.com/klab-dev/klab/netmodes/trace"
 	"github.com/klab-dev/klab/provision"
 	"github.com/klab-dev/klab/provision/image"
 	"github.com/klab-dev/klab/provision/transport"
 )
+
+var _ install.Slow = (*Provider)(nil)
 
 // requireLibvirt skips unless root, a running libvirtd and a kernel for
 // the node image are at hand. Cluster state goes to a temporary directory.
@@ -124,8 +139,13 @@ func run(t testing.TB, tr transport.Transport, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// TestIntegrationUpDown brings a master and two nodes up as VMs through
-// the install pipeline, checks each VM, and takes the cluster down again.
+// TestIntegrationUpDown is issue 9's acceptance on one cluster of VMs (a
+// master and two nodes, under emulation in CI), reused for every check:
+// up through the install pipeline; each VM (hostname, modules, disk,
+// supervisor, underlay); busybox pods on node1 and node2 that reach each
+// other in bgp, vxlan and ipip mode, ipip through the kernel's tunl0;
+// klab trace across the VMs in vxlan mode; and down, which leaves nothing
+// of the cluster in libvirt or on disk.
 func TestIntegrationUpDown(t *testing.T) {
 	p := requireLibvirt(t)
 	p.Binary = testutil.KlabBinary(t)
@@ -135,6 +155,11 @@ func TestIntegrationUpDown(t *testing.T) {
 	down := func() error {
 		return install.Down(ctx, name, func(string) (provision.Provider, error) { return p, nil }, nil)
 	}
+	defer func() {
+		if len(leftovers(t, name)) > 0 {
+			down()
+		}
+	}()
 	start := time.Now()
 	c, err := install.Up(ctx, install.Options{
 		Plan:     provision.PlanOptions{Name: name, Masters: 1, Workers: 2, Subnets: 1},
@@ -144,17 +169,31 @@ func TestIntegrationUpDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("cluster %s up in %s", name, time.Since(start).Round(time.Millisecond))
-	defer func() {
-		if len(leftovers(t, name)) > 0 {
-			down()
-		}
-	}()
-	states, err := p.Nodes(ctx, c)
+
+	t.Run("machines", func(t *testing.T) { checkMachines(t, p, c) })
+	t.Run("pods", func(t *testing.T) { checkPods(t, p, c) })
+
+	if err := down(); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(t, name); len(left) > 0 {
+		t.Errorf("after down: %v", left)
+	}
+	// Deleting again finds nothing to do.
+	if err := p.Delete(ctx, c); err != nil {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+// checkMachines checks every VM of a cluster that is up: running, its
+// hostname, the modules, disk and supervisor, the underlay, the serial log.
+func checkMachines(t *testing.T, p *Provider, c *provision.Cluster) {
+	states, err := p.Nodes(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range states {
-		if s.State != "running" || !strings.Contains(s.Detail, DomainName(name, s.Name)) {
+		if s.State != "running" || !strings.Contains(s.Detail, DomainName(c.Name, s.Name)) {
 			t.Errorf("node %s: %s (%s)", s.Name, s.State, s.Detail)
 		}
 	}
@@ -185,17 +224,166 @@ func TestIntegrationUpDown(t *testing.T) {
 	if b, err := os.ReadFile(log); err != nil || !strings.Contains(string(b), "klab: node1 is up") {
 		t.Errorf("serial log %s: %v", log, err)
 	}
+}
 
-	if err := down(); err != nil {
+// checkPods runs pod a on node1 and pod b on node2 and, in each mode, has
+// a ping b; in ipip the packets go through the kernel's tunl0, and in
+// vxlan klab trace follows one across the VMs.
+func checkPods(t *testing.T, p *Provider, c *provision.Cluster) {
+	ctx := context.Background()
+	slow := time.Duration(p.Slowdown(c))
+	cfg, err := client.Config(c.Name, "")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if left := leftovers(t, name); len(left) > 0 {
-		t.Errorf("after down: %v", left)
+	nc, err := netctl.New(cfg, install.PKIDir(c.Name))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Deleting again finds nothing to do.
-	if err := p.Delete(ctx, c); err != nil {
-		t.Errorf("second delete: %v", err)
+	ips := map[string]string{}
+	for pod, node := range map[string]string{"a": "node1", "b": "node2"} {
+		spec := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod}, Spec: corev1.PodSpec{NodeName: node,
+			Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"sleep", "100000"}}}}}
+		if _, err := nc.Kube.CoreV1().Pods("default").Create(ctx, spec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	for _, pod := range []string{"a", "b"} {
+		testutil.Poll(t, slow*time.Minute, "pod "+pod+" running with an IP", func() bool {
+			got, err := nc.Kube.CoreV1().Pods("default").Get(ctx, pod, metav1.GetOptions{})
+			if err != nil || got.Status.Phase != corev1.PodRunning || got.Status.PodIP == "" {
+				return false
+			}
+			ips[pod] = got.Status.PodIP
+			return true
+		})
+	}
+	ping := func(t *testing.T) {
+		t.Helper()
+		ectx, cancel := context.WithTimeout(ctx, slow*time.Minute)
+		defer cancel()
+		var out bytes.Buffer
+		code, err := podio.Exec(ectx, cfg, "default", "a", podio.ExecOptions{Command: []string{"ping", "-c3", "-W5", ips["b"]}, Stdout: &out, Stderr: &out})
+		if err != nil || code != 0 {
+			t.Fatalf("ping from a (node1) to b %s (node2): exit %d, %v\n%s", ips["b"], code, err, out.String())
+		}
+	}
+	node1, err := p.Transport(c, "node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node1.Close()
+	for _, mode := range []api.NetworkMode{api.ModeBGP, api.ModeVXLAN, api.ModeIPIP} {
+		t.Run(string(mode), func(t *testing.T) {
+			start := time.Now()
+			if _, err := nc.Switch(ctx, mode, false, slow*30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s mode on every node in %s", mode, time.Since(start).Round(time.Millisecond))
+			switch mode {
+			case api.ModeIPIP:
+				checkKernelIPIP(t, ctx, nc, c)
+				packets := func() int {
+					n, _ := strconv.Atoi(run(t, node1, "cat", "/sys/class/net/tunl0/statistics/tx_packets"))
+					return n
+				}
+				before := packets()
+				ping(t)
+				if after := packets(); after < before+3 {
+					t.Errorf("node1's tunl0 sent %d packets during 3 pings to node2, want 3 or more", after-before)
+				}
+			case api.ModeVXLAN:
+				ping(t)
+				checkTrace(t, p, c, ips)
+			default:
+				ping(t)
+			}
+		})
+	}
+}
+
+// checkKernelIPIP checks that every node carries ipip with the kernel's
+// tunl0, not klab's userspace encapsulator.
+func checkKernelIPIP(t *testing.T, ctx context.Context, nc *netctl.Client, c *provision.Cluster) {
+	t.Helper()
+	reps, err := nc.Reports(ctx, c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != len(c.Members()) {
+		t.Errorf("%d network reports for %d nodes", len(reps), len(c.Members()))
+	}
+	for _, r := range reps {
+		if r.Mode != "ipip" || r.Implementation != netmodes.Kernel {
+			t.Errorf("%s: mode %q implementation %q, want ipip in the kernel", r.Node, r.Mode, r.Implementation)
+		}
+		found := false
+		for _, d := range r.State.Devices {
+			if d.Name == "tunl0" {
+				found = true
+				if d.Kind != "ipip" || !d.Up {
+					t.Errorf("%s: tunl0 is a %s device (up %v), want the kernel's ipip", r.Node, d.Kind, d.Up)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no tunl0 in ipip mode", r.Node)
+		}
+	}
+}
+
+// checkTrace runs klab trace a b -o json in vxlan mode: the probe is
+// delivered, and on the VMs' NICs and the host's taps it is inside
+// UDP 4789 with VNI 4096.
+func checkTrace(t *testing.T, p *Provider, c *provision.Cluster, ips map[string]string) {
+	t.Helper()
+	cmd := exec.Command(p.Binary, "--name", c.Name, "trace", "a", "b", "-o", "json")
+	cmd.Env = append(os.Environ(), "LANG=C")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("klab trace a b: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	var res trace.Result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("klab trace printed no result: %v\n%s", err, stdout.String())
+	}
+	if !res.Delivered || res.Mode != "vxlan" || res.Src.IP.String() != ips["a"] || res.Dst.IP.String() != ips["b"] {
+		t.Fatalf("trace %s → %s mode %s: delivered %v (%s)", res.Src.IP, res.Dst.IP, res.Mode, res.Delivered, res.Reason)
+	}
+	underlay := map[string]bool{}
+	for _, h := range res.Hops {
+		if !h.Seen {
+			t.Errorf("hop %d (%s %s) did not see the probe", h.Index, h.Node, h.Interface)
+		}
+		if h.Kind != trace.HopNIC && h.Kind != trace.HopBridgePort {
+			continue
+		}
+		underlay[h.Node+" "+h.Kind+" "+h.Direction] = true
+		var typ []string
+		for _, l := range h.Layers {
+			typ = append(typ, l.Type)
+		}
+		want := []string{"Ethernet", "IPv4", "UDP", "VXLAN", "Ethernet", "IPv4", "ICMPv4", "Payload"}
+		if h.Encap != "vxlan" || !slices.Equal(typ, want) {
+			t.Errorf("hop %d (%s %s): %s %v, want vxlan %v", h.Index, h.Node, h.Interface, h.Encap, typ, want)
+			continue
+		}
+		outer, udp, vx, inner := h.Layers[1], h.Layers[2], h.Layers[3], h.Layers[5]
+		n1, _ := c.Node("node1")
+		n2, _ := c.Node("node2")
+		if outer.Src != n1.IP.String() || outer.Dst != n2.IP.String() || udp.DstPort != 4789 || vx.VNI != 4096 ||
+			inner.Src != ips["a"] || inner.Dst != ips["b"] {
+			t.Errorf("hop %d (%s %s): outer %s → %s UDP %d VNI %d inner %s → %s", h.Index, h.Node, h.Interface,
+				outer.Src, outer.Dst, udp.DstPort, vx.VNI, inner.Src, inner.Dst)
+		}
+	}
+	for _, want := range []string{"node1 nic out", "node2 nic in"} {
+		if !underlay[want] {
+			t.Errorf("no hop %q in the trace: %v", want, underlay)
+		}
+	}
+	t.Logf("trace a → b: %d hops, %d µs", len(res.Hops), res.TUS)
 }
 
 // TestIntegrationHostKeyReplaced replaces a VM by one with another host
