@@ -38,6 +38,8 @@ var DefaultModules = []string{
 	"ext4", "overlay", "af_packet",
 	"bridge", "br_netfilter", "veth", "vxlan", "ipip", "tun", "dummy",
 	"nf_tables", "nft_*", "nf_conntrack", "nf_nat", "nf_reject_ipv4", "nfnetlink",
+	// The service proxy deletes stale UDP flows through conntrack's netlink.
+	"nf_conntrack_netlink",
 	// netlink.NewHandle opens a NETLINK_XFRM socket too, and fails
 	// ("protocol not supported") without it.
 	"xfrm_user",
