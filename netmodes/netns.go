@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Netns is a node's network namespace: a netlink handle bound to it and a
@@ -25,7 +26,7 @@ type Netns struct {
 // network agent runs on a node.
 func OpenNetns(path string) (*Netns, error) {
 	if path == "" {
-		h, err := netlink.NewHandle()
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, fmt.Errorf("netlink handle: %w", err)
 		}
@@ -35,7 +36,7 @@ func OpenNetns(path string) (*Netns, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/netmodes/bgp"
@@ -28,7 +29,7 @@ type NetworkReport struct {
 }
 
 func (s *server) networkReport(w http.ResponseWriter, r *http.Request) {
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

@@ -40,7 +40,7 @@ func New(cfg Config, path string) (*Proxier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("nftables: %w", err)
 		}
-		h, err := netlink.NewHandle()
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 		if err != nil {
 			return nil, fmt.Errorf("netlink handle: %w", err)
 		}
@@ -56,7 +56,7 @@ func New(cfg Config, path string) (*Proxier, error) {
 		ns.Close()
 		return nil, fmt.Errorf("nftables in %s: %w", path, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/klab-dev/klab/internal/cgroups"
 	"github.com/klab-dev/klab/provision"
@@ -37,7 +38,7 @@ func (p *Provider) CreateNetwork(ctx context.Context, c *provision.Cluster) erro
 		return err
 	}
 	defer uh.Close()
-	h, err := netlink.NewHandleAt(uh)
+	h, err := netlink.NewHandleAt(uh, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
@@ -180,12 +181,12 @@ func (p *Provider) wire(c *provision.Cluster, n provision.Node) error {
 		return err
 	}
 	defer nns.Close()
-	uh, err := netlink.NewHandleAt(uns)
+	uh, err := netlink.NewHandleAt(uns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
 	defer uh.Close()
-	nh, err := netlink.NewHandleAt(nns)
+	nh, err := netlink.NewHandleAt(nns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
