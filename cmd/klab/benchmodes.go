@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -169,10 +171,10 @@ func (a *app) benchRunCmd() *cobra.Command {
 				return err
 			}
 			defer ns.Close()
-			path := func(ctx context.Context) (net.Conn, error) { return ns.Dial(ctx, "tcp", o.to) }
-			under := func(ctx context.Context) (net.Conn, error) {
+			path := listening(func(ctx context.Context) (net.Conn, error) { return ns.Dial(ctx, "tcp", o.to) })
+			under := listening(func(ctx context.Context) (net.Conn, error) {
 				return (&net.Dialer{}).DialContext(ctx, "tcp", o.underlay)
-			}
+			})
 			c, err := netmodes.Compare(cmd.Context(), path, under, netmodes.BenchOptions{Duration: o.dur}, o.rounds)
 			if err != nil {
 				return err
@@ -186,4 +188,25 @@ func (a *app) benchRunCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.rounds, "rounds", 3, "rounds")
 	cmd.Flags().DurationVar(&o.dur, "duration", 2*time.Second, "length of each throughput test")
 	return cmd
+}
+
+// listening retries a dial that is refused for up to 10 s: klab bench
+// modes starts the servers just before, and one may not listen yet.
+func listening(dial netmodes.Dialer) netmodes.Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		deadline := time.Now().Add(10 * time.Second)
+		wait := 10 * time.Millisecond
+		for {
+			c, err := dial(ctx)
+			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+				return c, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 500*time.Millisecond)
+		}
+	}
 }
