@@ -58,9 +58,8 @@ func TestIntegrationUserspace(t *testing.T) {
 			t.Fatalf("implementation %s", impl)
 		}
 	}
-	if got := encapsulators(); got != before+4 {
-		t.Fatalf("%d encapsulator goroutines, want %d", got, before+4)
-	}
+	// Two goroutines a node, each visible by name once it has run.
+	testutil.Poll(t, 5*time.Second, "4 encapsulator goroutines", func() bool { return encapsulators() == before+4 })
 	if got := ping(t, n1, n2); got != 3 {
 		t.Fatalf("ping: %d of 3", got)
 	}
