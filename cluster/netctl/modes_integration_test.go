@@ -238,8 +238,8 @@ func TestIntegrationModes(t *testing.T) {
 	go func() {
 		cfg, _ := client.Config(c.Name, "")
 		var out bytes.Buffer
-		podio.Exec(ctx, cfg, "default", "a", podio.ExecOptions{Command: []string{"ping", "-q", "-i", "0.01", "-c", "1000", "-W", "1", pb.Status.PodIP}, Stdout: &out, Stderr: &out})
-		done <- out.String()
+		code, err := podio.Exec(ctx, cfg, "default", "a", podio.ExecOptions{Command: []string{"ping", "-q", "-i", "0.01", "-c", "1000", "-W", "1", pb.Status.PodIP}, Stdout: &out, Stderr: &out})
+		done <- fmt.Sprintf("%s(exit %d, %v)", out.String(), code, err)
 	}()
 	for _, m := range []api.NetworkMode{api.ModeVXLAN, api.ModeIPIP, api.ModeBGP} {
 		start := time.Now()

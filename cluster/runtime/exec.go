@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/klab-dev/klab/internal/iox"
 )
 
 // ExecConfig is a command to run in a running container.
@@ -48,6 +50,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, e ExecConfig) (int, error
 	if len(e.Cmd) == 0 {
 		return -1, errors.New("exec: no command given")
 	}
+	e.Stdout, e.Stderr = iox.Serialize(e.Stdout, e.Stderr)
 	if e.Stdout == nil {
 		e.Stdout = io.Discard
 	}

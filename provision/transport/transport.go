@@ -10,6 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
+
+	"github.com/klab-dev/klab/internal/iox"
 )
 
 // Cmd is a command to run on a machine.
@@ -81,11 +84,14 @@ func Output(ctx context.Context, t Transport, args ...string) ([]byte, error) {
 
 // tail keeps the last max bytes written to it, for error messages.
 type tail struct {
+	mu  sync.Mutex // stdout and stderr may both write to it
 	buf []byte
 	max int
 }
 
 func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > t.max {
 		t.buf = t.buf[len(t.buf)-t.max:]
@@ -98,7 +104,7 @@ func (t *tail) Write(p []byte) (int, error) {
 // kept in a tail for the error.
 func outputs(c Cmd) (stdout, stderr io.Writer, t *tail) {
 	t = &tail{max: 4096}
-	stdout, stderr = c.Stdout, c.Stderr
+	stdout, stderr = iox.Serialize(c.Stdout, c.Stderr)
 	if stdout == nil {
 		stdout = t
 	}

@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
+
+	"github.com/klab-dev/klab/internal/iox"
 )
 
 // LogOptions choose what of a container's log to print.
@@ -121,7 +123,8 @@ func Exec(ctx context.Context, cfg *rest.Config, ns, pod string, o ExecOptions) 
 	if err != nil {
 		return -1, err
 	}
-	so := remotecommand.StreamOptions{Stdout: o.Stdout, Stderr: o.Stderr, Tty: tty}
+	so := remotecommand.StreamOptions{Tty: tty}
+	so.Stdout, so.Stderr = iox.Serialize(o.Stdout, o.Stderr)
 	if o.Stdin != nil {
 		so.Stdin = o.Stdin
 	}
