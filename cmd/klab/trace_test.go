@@ -289,16 +289,27 @@ func TestIntegrationTrace(t *testing.T) {
 		if out, code := c.run("net", "mode", "vxlan"); code != 0 {
 			t.Fatalf("net mode vxlan: %s", out)
 		}
+		// node2's block: blocks are given out in the order the nodes
+		// register.
+		out, code := c.run("get", "node", "node2", "-o", "json")
+		var node2 struct {
+			Spec struct {
+				PodCIDR string `json:"podCIDR"`
+			} `json:"spec"`
+		}
+		if code != 0 || json.Unmarshal(out, &node2) != nil || node2.Spec.PodCIDR == "" {
+			t.Fatalf("node2's pod CIDR: exit %d\n%s", code, out)
+		}
+		block := node2.Spec.PodCIDR
+		vtep := strings.TrimSuffix(block, "/24")
 		t.Cleanup(func() {
-			c.run("node", "exec", "node1", "--", "ip", "route", "replace", "10.42.2.0/24", "via", "10.42.2.0", "dev", "vxlan.calico", "onlink", "proto", "75")
+			c.run("node", "exec", "node1", "--", "ip", "route", "replace", block, "via", vtep, "dev", "vxlan.calico", "onlink", "proto", "75")
 		})
 		// node1's agent puts the route back at its next reconcile (any
 		// change of a Node object starts one): delete it again until a
 		// trace runs before that.
-		var out []byte
 		testutil.Poll(t, time.Minute, "a trace while node1 lacks the route", func() bool {
-			c.run("node", "exec", "node1", "--", "ip", "route", "del", "10.42.2.0/24")
-			var code int
+			c.run("node", "exec", "node1", "--", "ip", "route", "del", block)
 			out, code = c.run("trace", "-o", "json", "a", "b")
 			return code == 1
 		})
@@ -309,11 +320,11 @@ func TestIntegrationTrace(t *testing.T) {
 		if res.Delivered || res.LostAt == nil || res.LostAt.Node != "node1" || res.Cause != trace.CauseNoRoute {
 			t.Fatalf("delivered %v, lost at %+v, cause %s: %s", res.Delivered, res.LostAt, res.Cause, res.Reason)
 		}
-		want := "10.42.2.0/24 via 10.42.2.0 dev vxlan.calico onlink"
+		want := block + " via " + vtep + " dev vxlan.calico onlink"
 		if res.MissingRoute != want || !strings.Contains(res.Reason, want) {
 			t.Errorf("missing route %q, reason %q: want %q named", res.MissingRoute, res.Reason, want)
 		}
-		c.run("node", "exec", "node1", "--", "ip", "route", "del", "10.42.2.0/24")
+		c.run("node", "exec", "node1", "--", "ip", "route", "del", block)
 		if table, code := c.run("trace", "a", "b"); code == 1 && !strings.Contains(string(table), "✗ lost after hop 2 (node1 · cali") {
 			t.Errorf("table: exit %d\n%s", code, table)
 		}
