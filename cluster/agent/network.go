@@ -44,7 +44,7 @@ type network struct {
 
 	rec     *netmodes.Reconciler
 	speaker *bgp.Speaker
-	kick    chan struct{}
+	loop    *loop
 
 	nodes    cache.Indexer
 	networks cache.Indexer
@@ -71,7 +71,9 @@ func startNetwork(ctx context.Context, cfg *Config, cs kubernetes.Interface, cli
 	n := &network{
 		cfg: cfg, cs: cs, api: client, log: log.With("part", "network"),
 		self: netmodes.Node{Name: cfg.NodeName, Underlay: netip.PrefixFrom(ip, bits), Block: block},
-		kick: make(chan struct{}, 1),
+		// A failed reconcile is retried every few seconds; reconcile
+		// logs why itself.
+		loop: newLoop(3*time.Second, nil),
 	}
 	ns, err := netmodes.OpenNetns("")
 	if err != nil {
@@ -83,7 +85,7 @@ func startNetwork(ctx context.Context, cfg *Config, cs kubernetes.Interface, cli
 	podCIDR := netip.MustParsePrefix("10.42.0.0/16")
 	n.speaker, err = bgp.Start(ctx, bgp.Config{
 		Name: cfg.NodeName, Address: ip, Block: block, PodCIDR: podCIDR,
-		OnRoutes: func([]bgp.Route) { n.poke() },
+		OnRoutes: func([]bgp.Route) { n.loop.poke() },
 		Logger:   n.log.With("part", "bgp"),
 	})
 	if err != nil {
@@ -97,25 +99,20 @@ func startNetwork(ctx context.Context, cfg *Config, cs kubernetes.Interface, cli
 	n.networks = netInf.GetIndexer()
 	peerInf := cache.NewSharedIndexInformer(listWatch(ctx, client.BGPPeers()), &api.BGPPeer{}, 0, cache.Indexers{})
 	n.peers = peerInf.GetIndexer()
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { n.poke() },
-		UpdateFunc: func(any, any) { n.poke() },
-		DeleteFunc: func(any) { n.poke() },
-	}
 	for _, inf := range []cache.SharedIndexInformer{nodeInf, peerInf} {
-		inf.AddEventHandler(handler)
+		inf.AddEventHandler(n.loop.handler())
 	}
 	// The ClusterNetwork's spec, not its status: every node writes its
 	// own entry there, and reacting to the others' would have all of them
 	// write again.
 	netInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { n.poke() },
+		AddFunc: func(any) { n.loop.poke() },
 		UpdateFunc: func(old, cur any) {
 			if old.(*api.ClusterNetwork).Generation != cur.(*api.ClusterNetwork).Generation {
-				n.poke()
+				n.loop.poke()
 			}
 		},
-		DeleteFunc: func(any) { n.poke() },
+		DeleteFunc: func(any) { n.loop.poke() },
 	})
 	factory.Start(ctx.Done())
 	go netInf.Run(ctx.Done())
@@ -123,7 +120,8 @@ func startNetwork(ctx context.Context, cfg *Config, cs kubernetes.Interface, cli
 	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.HasSynced, netInf.HasSynced, peerInf.HasSynced) {
 		return nil, ctx.Err()
 	}
-	go n.run(ctx)
+	n.loop.poke()
+	go n.loop.run(ctx, func() error { return n.reconcile(ctx) })
 	return n, nil
 }
 
@@ -134,31 +132,6 @@ func listWatch[T runtime.Object, L runtime.Object](ctx context.Context, r *api.R
 		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
 			return r.Watch(ctx, o)
 		},
-	}
-}
-
-func (n *network) poke() {
-	select {
-	case n.kick <- struct{}{}:
-	default:
-	}
-}
-
-// run reconciles whenever something it watches changes, and retries a
-// failed reconcile every few seconds.
-func (n *network) run(ctx context.Context) {
-	retry := time.NewTimer(0)
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.kick:
-		case <-retry.C:
-		}
-		if err := n.reconcile(ctx); err != nil {
-			retry.Reset(3 * time.Second)
-		}
 	}
 }
 

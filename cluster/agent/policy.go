@@ -30,7 +30,7 @@ type policyAgent struct {
 	pods       corelisters.PodLister
 	namespaces corelisters.NamespaceLister
 	policies   networkinglisters.NetworkPolicyLister
-	kick       chan struct{}
+	loop       *loop
 	log        *slog.Logger
 	// err is why enforcing did not start (it then has nothing else).
 	err error
@@ -50,18 +50,13 @@ func startPolicy(ctx context.Context, cfg *Config, cs kubernetes.Interface, log 
 		pods:       factory.Core().V1().Pods().Lister(),
 		namespaces: factory.Core().V1().Namespaces().Lister(),
 		policies:   factory.Networking().V1().NetworkPolicies().Lister(),
-		kick:       make(chan struct{}, 1),
 		log:        log.With("part", "policy"),
 	}
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { pa.poke() },
-		UpdateFunc: func(any, any) { pa.poke() },
-		DeleteFunc: func(any) { pa.poke() },
-	}
+	pa.loop = newLoop(time.Second, pa.log)
 	for _, inf := range []cache.SharedIndexInformer{
 		factory.Core().V1().Pods().Informer(), factory.Core().V1().Namespaces().Informer(), factory.Networking().V1().NetworkPolicies().Informer(),
 	} {
-		inf.AddEventHandler(handler)
+		inf.AddEventHandler(pa.loop.handler())
 	}
 	factory.Start(ctx.Done())
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
@@ -76,35 +71,9 @@ func startPolicy(ctx context.Context, cfg *Config, cs kubernetes.Interface, log 
 	go func() {
 		defer factory.Shutdown()
 		defer e.Close()
-		pa.run(ctx)
+		pa.loop.run(ctx, pa.sync)
 	}()
 	return pa, nil
-}
-
-func (pa *policyAgent) poke() {
-	select {
-	case pa.kick <- struct{}{}:
-	default:
-	}
-}
-
-// run syncs on every change and retries a failed sync every second.
-func (pa *policyAgent) run(ctx context.Context) {
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-pa.kick:
-		case <-retry.C:
-		}
-		if err := pa.sync(); err != nil {
-			pa.log.Warn("sync", "err", err)
-			retry.Reset(time.Second)
-		}
-	}
 }
 
 // policyPod is a pod as policies see it; pods of this node get their

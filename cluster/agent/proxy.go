@@ -23,7 +23,7 @@ type serviceProxy struct {
 	p        *proxy.Proxier
 	services corelisters.ServiceLister
 	eps      corelisters.EndpointsLister
-	kick     chan struct{}
+	loop     *loop
 	log      *slog.Logger
 	// err is why the proxy did not start (it then has nothing else).
 	err error
@@ -45,16 +45,11 @@ func startProxy(ctx context.Context, cfg *Config, cs kubernetes.Interface, log *
 		p:        p,
 		services: factory.Core().V1().Services().Lister(),
 		eps:      factory.Core().V1().Endpoints().Lister(),
-		kick:     make(chan struct{}, 1),
 		log:      log.With("part", "proxy"),
 	}
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.poke() },
-		UpdateFunc: func(any, any) { s.poke() },
-		DeleteFunc: func(any) { s.poke() },
-	}
+	s.loop = newLoop(time.Second, s.log)
 	for _, inf := range []cache.SharedIndexInformer{factory.Core().V1().Services().Informer(), factory.Core().V1().Endpoints().Informer()} {
-		inf.AddEventHandler(handler)
+		inf.AddEventHandler(s.loop.handler())
 	}
 	factory.Start(ctx.Done())
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
@@ -69,36 +64,9 @@ func startProxy(ctx context.Context, cfg *Config, cs kubernetes.Interface, log *
 	go func() {
 		defer factory.Shutdown()
 		defer p.Close()
-		s.run(ctx)
+		s.loop.run(ctx, s.sync)
 	}()
 	return s, nil
-}
-
-func (s *serviceProxy) poke() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// run syncs on every change (a burst of changes is one sync), and retries
-// a failed sync every second.
-func (s *serviceProxy) run(ctx context.Context) {
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.kick:
-		case <-retry.C:
-		}
-		if err := s.sync(); err != nil {
-			s.log.Warn("sync", "err", err)
-			retry.Reset(time.Second)
-		}
-	}
 }
 
 func (s *serviceProxy) sync() error {
