@@ -1,17 +1,40 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/klab-dev/klab/cluster/agent"
 	"github.com/klab-dev/klab/cluster/proxy"
 	"github.com/klab-dev/klab/internal/output"
 	"github.com/klab-dev/klab/netmodes/policy"
 	"github.com/klab-dev/klab/provision"
 )
+
+// agentReport asks node's agent for one of its reports (a method of
+// agent.Client) and prints it as a table, JSON or YAML.
+func agentReport[R any](a *app, ctx context.Context, format, node string, get func(*agent.Client, context.Context, string) (R, error), table func(*tabwriter.Writer, R, bool)) error {
+	if err := output.Check(format); err != nil {
+		return err
+	}
+	nc, c, err := a.netClient()
+	if err != nil {
+		return err
+	}
+	ip, err := memberIP(c, node)
+	if err != nil {
+		return err
+	}
+	rep, err := get(nc.Agents, ctx, ip)
+	if err != nil {
+		return fmt.Errorf("%s: %w", node, err)
+	}
+	return output.Print(a.stdout, format, rep, func(tw *tabwriter.Writer, wide bool) { table(tw, rep, wide) })
+}
 
 // memberIP is the underlay address of a cluster member, where its agent
 // listens.
@@ -43,22 +66,7 @@ sets, masquerade for hairpin and node-port traffic.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeNodes,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := output.Check(format); err != nil {
-				return err
-			}
-			nc, c, err := a.netClient()
-			if err != nil {
-				return err
-			}
-			ip, err := memberIP(c, args[0])
-			if err != nil {
-				return err
-			}
-			rep, err := nc.Agents.Services(cmd.Context(), ip)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			return output.Print(a.stdout, format, rep, func(tw *tabwriter.Writer, wide bool) { printServices(tw, rep, wide) })
+			return agentReport(a, cmd.Context(), format, args[0], (*agent.Client).Services, printServices)
 		},
 	}
 	outputFlag(cmd, &format)
@@ -134,22 +142,7 @@ the pod's policies allowed them. Counters come from the node's nftables table
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeNodes,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := output.Check(format); err != nil {
-				return err
-			}
-			nc, c, err := a.netClient()
-			if err != nil {
-				return err
-			}
-			ip, err := memberIP(c, args[0])
-			if err != nil {
-				return err
-			}
-			rep, err := nc.Agents.Policy(cmd.Context(), ip)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			return output.Print(a.stdout, format, rep, func(tw *tabwriter.Writer, wide bool) { printPolicy(tw, rep, wide) })
+			return agentReport(a, cmd.Context(), format, args[0], (*agent.Client).Policy, printPolicy)
 		},
 	}
 	outputFlag(cmd, &format)
