@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,6 +53,44 @@ func (a *app) objects(f *kubeFlags) (*resources.Client, error) {
 	return resources.New(cfg, f.namespace)
 }
 
+// onTargets is the RunE of a command on named objects: it connects,
+// resolves the arguments to objects and runs do on them.
+func (a *app) onTargets(f *kubeFlags, do func(ctx context.Context, c *resources.Client, ts []resources.Target) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := a.objects(f)
+		if err != nil {
+			return err
+		}
+		ts, err := c.Targets(args)
+		if err != nil {
+			return err
+		}
+		return do(cmd.Context(), c, ts)
+	}
+}
+
+// manifestCmd is a command that reads manifests from -f and hands them to do.
+func (a *app) manifestCmd(cmd *cobra.Command, do func(c *resources.Client, ctx context.Context, out io.Writer, ms []resources.Manifest, ns string) error) *cobra.Command {
+	var f kubeFlags
+	var files []string
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ms, err := resources.ReadManifests(files, cmd.InOrStdin())
+		if err != nil {
+			return err
+		}
+		c, err := a.objects(&f)
+		if err != nil {
+			return err
+		}
+		return do(c, cmd.Context(), a.stdout, ms, f.namespace)
+	}
+	f.add(cmd)
+	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin")
+	cmd.MarkFlagRequired("filename")
+	return cmd
+}
+
 // addResourceCmds adds get, describe, apply, create, delete, scale and
 // rollout: kubectl's everyday verbs, against the selected cluster.
 func (a *app) addResourceCmds(root *cobra.Command) {
@@ -77,18 +117,10 @@ own (it answers as=Table), so klab and kubectl print the same.`,
   klab get pod/web-7d9c-x2x4z -o yaml
   klab get pods --watch                 # then changes as they happen`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.objects(&f)
-			if err != nil {
-				return err
-			}
-			ts, err := c.Targets(args)
-			if err != nil {
-				return err
-			}
+		RunE: a.onTargets(&f, func(ctx context.Context, c *resources.Client, ts []resources.Target) error {
 			o.Namespace = f.namespace
-			return c.Get(cmd.Context(), a.stdout, a.stderr, ts, o)
-		},
+			return c.Get(ctx, a.stdout, a.stderr, ts, o)
+		}),
 	}
 	f.add(cmd)
 	fl := cmd.Flags()
@@ -110,17 +142,9 @@ func (a *app) describeCmd() *cobra.Command {
   klab describe node node1              # taints, conditions, pods, allocated requests
   klab describe deploy/web`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.objects(&f)
-			if err != nil {
-				return err
-			}
-			ts, err := c.Targets(args)
-			if err != nil {
-				return err
-			}
-			return c.Describe(cmd.Context(), a.stdout, ts, f.namespace, selector)
-		},
+		RunE: a.onTargets(&f, func(ctx context.Context, c *resources.Client, ts []resources.Target) error {
+			return c.Describe(ctx, a.stdout, ts, f.namespace, selector)
+		}),
 	}
 	f.add(cmd)
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "describe the objects this label selector matches")
@@ -128,9 +152,7 @@ func (a *app) describeCmd() *cobra.Command {
 }
 
 func (a *app) applyCmd() *cobra.Command {
-	var f kubeFlags
-	var files []string
-	cmd := &cobra.Command{
+	return a.manifestCmd(&cobra.Command{
 		Use:   "apply -f FILE|DIR|-",
 		Short: "Create or update objects from manifests (three-way merge, like kubectl apply)",
 		Long: `Create the objects of the manifests that do not exist and update the others.
@@ -142,29 +164,11 @@ removed from the object. Documents in a file are separated by "---".`,
 		Example: `  klab apply -f web.yaml
   klab apply -f manifests/
   cat web.yaml | klab apply -f -`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ms, err := resources.ReadManifests(files, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			c, err := a.objects(&f)
-			if err != nil {
-				return err
-			}
-			return c.Apply(cmd.Context(), a.stdout, ms, f.namespace)
-		},
-	}
-	f.add(cmd)
-	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin")
-	cmd.MarkFlagRequired("filename")
-	return cmd
+	}, (*resources.Client).Apply)
 }
 
 func (a *app) createCmd() *cobra.Command {
-	var f kubeFlags
-	var files []string
-	cmd := &cobra.Command{
+	return a.manifestCmd(&cobra.Command{
 		Use:   "create -f FILE|DIR|-",
 		Short: "Create objects from manifests (fails for those that exist)",
 		Example: `  klab create -f web.yaml
@@ -173,23 +177,7 @@ func (a *app) createCmd() *cobra.Command {
   kind: Namespace
   metadata: {name: lab}
   EOF`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ms, err := resources.ReadManifests(files, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			c, err := a.objects(&f)
-			if err != nil {
-				return err
-			}
-			return c.Create(cmd.Context(), a.stdout, ms, f.namespace)
-		},
-	}
-	f.add(cmd)
-	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file, directory, or - for stdin")
-	cmd.MarkFlagRequired("filename")
-	return cmd
+	}, (*resources.Client).Create)
 }
 
 func (a *app) deleteCmd() *cobra.Command {
@@ -249,17 +237,9 @@ func (a *app) scaleCmd() *cobra.Command {
 		Example: `  klab scale deploy/web --replicas 5
   klab scale deploy web --replicas 0`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.objects(&f)
-			if err != nil {
-				return err
-			}
-			ts, err := c.Targets(args)
-			if err != nil {
-				return err
-			}
-			return c.Scale(cmd.Context(), a.stdout, ts, f.namespace, replicas)
-		},
+		RunE: a.onTargets(&f, func(ctx context.Context, c *resources.Client, ts []resources.Target) error {
+			return c.Scale(ctx, a.stdout, ts, f.namespace, replicas)
+		}),
 	}
 	f.add(cmd)
 	cmd.Flags().Int32Var(&replicas, "replicas", 0, "the new number of replicas")
@@ -281,17 +261,9 @@ func (a *app) rolloutCmd() *cobra.Command {
 		Example: `  klab rollout status deploy/web
   klab rollout status deploy/web --timeout 2m`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.objects(&sf)
-			if err != nil {
-				return err
-			}
-			ts, err := c.Targets(args)
-			if err != nil {
-				return err
-			}
-			return c.RolloutStatus(cmd.Context(), a.stdout, ts, sf.namespace, watch, timeout)
-		},
+		RunE: a.onTargets(&sf, func(ctx context.Context, c *resources.Client, ts []resources.Target) error {
+			return c.RolloutStatus(ctx, a.stdout, ts, sf.namespace, watch, timeout)
+		}),
 	}
 	sf.add(status)
 	status.Flags().BoolVarP(&watch, "watch", "w", true, "keep watching until the rollout is done")
@@ -305,17 +277,9 @@ func (a *app) rolloutCmd() *cobra.Command {
 		Example: `  klab rollout history deploy/web
   klab rollout history deploy/web --revision 2`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.objects(&hf)
-			if err != nil {
-				return err
-			}
-			ts, err := c.Targets(args)
-			if err != nil {
-				return err
-			}
-			return c.RolloutHistory(cmd.Context(), a.stdout, ts, hf.namespace, revision)
-		},
+		RunE: a.onTargets(&hf, func(ctx context.Context, c *resources.Client, ts []resources.Target) error {
+			return c.RolloutHistory(ctx, a.stdout, ts, hf.namespace, revision)
+		}),
 	}
 	hf.add(history)
 	history.Flags().Int64Var(&revision, "revision", 0, "show the pod template of this revision")
@@ -328,17 +292,9 @@ func (a *app) rolloutCmd() *cobra.Command {
 		Example: `  klab rollout undo deploy/web
   klab rollout undo deploy/web --to-revision 1`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.objects(&uf)
-			if err != nil {
-				return err
-			}
-			ts, err := c.Targets(args)
-			if err != nil {
-				return err
-			}
-			return c.RolloutUndo(cmd.Context(), a.stdout, ts, uf.namespace, to)
-		},
+		RunE: a.onTargets(&uf, func(ctx context.Context, c *resources.Client, ts []resources.Target) error {
+			return c.RolloutUndo(ctx, a.stdout, ts, uf.namespace, to)
+		}),
 	}
 	uf.add(undo)
 	undo.Flags().Int64Var(&to, "to-revision", 0, "revision to go back to (0: the one before the current)")
