@@ -248,7 +248,7 @@ func (r *Runtime) startShim(ctx context.Context, sb *Sandbox, c *Container, spec
 	}
 	defer logf.Close()
 	cmd := exec.Command(r.cfg.Binary, "internal", "shim")
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=2"}
+	cmd.Env = helperEnv(2)
 	cmd.Stdin = strings.NewReader(string(specJSON))
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()

@@ -24,6 +24,7 @@ type PauseOptions struct {
 // — as PID 1 of the pod's PID namespace, or as a child subreaper — until
 // SIGTERM or SIGINT ends it.
 func Pause(o PauseOptions) error {
+	resumeGC()
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
 	if o.Hostname != "" {

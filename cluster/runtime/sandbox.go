@@ -201,7 +201,7 @@ func (r *Runtime) startPause(ctx context.Context, sb *Sandbox) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(r.cfg.Binary, "pause", "--hostname", sb.Config.Hostname, "--ready-fd", "3")
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOMAXPROCS=1"}
+	cmd.Env = helperEnv(1)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{wr}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true}

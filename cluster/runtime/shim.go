@@ -28,6 +28,7 @@ import (
 // main process has ended: reaping, logging, serving exec and signal
 // requests. It returns once the exit is recorded.
 func Shim(in io.Reader, status *os.File) error {
+	resumeGC()
 	s := &shim{waiters: map[int]chan unix.WaitStatus{}, v2fd: -1, dirfd: -1}
 	// Before any child exists, so that no SIGCHLD is missed.
 	s.sigs = make(chan os.Signal, 64)
