@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -81,55 +79,23 @@ func proto(p string) uint8 {
 	return unix.IPPROTO_TCP
 }
 
-// chain is a chain the proxy wants, with its rules and the named sets
-// they use.
-type chain struct {
-	name  string
-	rules []*nftrule.Rule
-	uses  []string
-}
-
-// text is the chain's rules as nft prints them, and what the sets they
-// use hold: what tells a changed chain from an unchanged one (a set is
-// only replaced once no rule uses it).
-func (c *chain) text(sets map[string]setSpec) string {
-	var b strings.Builder
-	for _, r := range c.rules {
-		b.WriteString(r.String())
-		b.WriteByte('\n')
-	}
-	for _, u := range c.uses {
-		fmt.Fprintf(&b, "uses %s %s\n", u, sets[u])
-	}
-	return b.String()
-}
-
-// setSpec is a named set: an affinity set of client addresses with a
-// timeout, or a load-balancing map from numbers to endpoint chains.
-type setSpec struct {
-	timeout time.Duration
-	chains  []string
-}
-
-func (s setSpec) String() string {
-	if s.timeout > 0 {
-		return "timeout " + s.timeout.String()
-	}
-	return "map " + strings.Join(s.chains, ",")
-}
-
 // desired is the table the proxy wants: its chains (base chains first)
-// and its named sets.
+// and its named sets (affinity sets of client addresses, load-balancing
+// maps to endpoint chains).
 type desired struct {
-	chains []*chain
-	sets   map[string]setSpec
+	chains []*nftrule.Chain
+	sets   map[string]nftrule.Set
 }
 
 // plan lays out the rules for the service ports.
 func plan(cfg Config, ports []ServicePort) *desired {
-	d := &desired{sets: map[string]setSpec{}}
+	d := &desired{sets: map[string]nftrule.Set{}}
 	add := func(name string, rules ...*nftrule.Rule) {
-		d.chains = append(d.chains, &chain{name: name, rules: rules})
+		c := &nftrule.Chain{Name: name, Rules: rules}
+		if h, ok := hooks[name]; ok {
+			c.Hook = &nftrule.Hook{Type: h.typ, Num: h.num, Priority: h.priority}
+		}
+		d.chains = append(d.chains, c)
 	}
 	add(chainPrerouting, nftrule.New().Jump(chainServices).Comment("packets from pods and other nodes: to a service?"))
 	add(chainOutput, nftrule.New().Jump(chainServices).Comment("packets of this node's own processes: to a service?"))
@@ -142,7 +108,7 @@ func plan(cfg Config, ports []ServicePort) *desired {
 	}
 
 	var services, nodePorts, noEndpoints []*nftrule.Rule
-	var perService []*chain
+	var perService []*nftrule.Chain
 	for _, sp := range ports {
 		p := proto(sp.Protocol)
 		if len(sp.Endpoints) == 0 {
@@ -172,7 +138,7 @@ func plan(cfg Config, ports []ServicePort) *desired {
 		if sp.Affinity > 0 {
 			for i, e := range sp.Endpoints {
 				set := affinitySet(sp, e)
-				d.sets[set] = setSpec{timeout: sp.Affinity}
+				d.sets[set] = nftrule.AddrTimeoutSet(sp.Affinity)
 				uses = append(uses, set)
 				rules = append(rules, nftrule.New().SAddrInSet(set).Counter().Goto(eps[i]).
 					Comment("ClientIP affinity: clients seen in the last %s go back to %s", sp.Affinity, e))
@@ -182,12 +148,12 @@ func plan(cfg Config, ports []ServicePort) *desired {
 			rules = append(rules, nftrule.New().Goto(eps[0]).Comment("the only endpoint"))
 		} else {
 			m := lbMap(sp)
-			d.sets[m] = setSpec{chains: eps}
+			d.sets[m] = nftrule.NumgenMapSet(eps)
 			uses = append(uses, m)
 			rules = append(rules, nftrule.New().NumgenMap(m, len(eps)).
 				Comment("balance: each of the %d endpoints with probability 1/%d", len(eps), len(eps)))
 		}
-		perService = append(perService, &chain{name: svc, rules: rules, uses: uses})
+		perService = append(perService, &nftrule.Chain{Name: svc, Rules: rules, Uses: uses})
 		for i, e := range sp.Endpoints {
 			var r []*nftrule.Rule
 			r = append(r, nftrule.New().SAddr(e.IP).MarkSet(markMasquerade).
@@ -198,7 +164,7 @@ func plan(cfg Config, ports []ServicePort) *desired {
 				epUses = append(epUses, affinitySet(sp, e))
 			}
 			r = append(r, nftrule.New().Counter().DNAT(e.IP, e.Port).Comment("%s → %s", sp.Name(), e.describe()))
-			perService = append(perService, &chain{name: eps[i], rules: r, uses: epUses})
+			perService = append(perService, &nftrule.Chain{Name: eps[i], Rules: r, Uses: epUses})
 		}
 	}
 	if cfg.NodeIP.IsValid() {

@@ -79,8 +79,8 @@ func TestBuild(t *testing.T) {
 
 func chainText(d *desired, name string) string {
 	for _, c := range d.chains {
-		if c.name == name {
-			return c.text(d.sets)
+		if c.Name == name {
+			return c.Text(d.sets)
 		}
 	}
 	return "<no chain " + name + ">"
@@ -129,7 +129,7 @@ uses aff-default/one/udp/53@10.42.1.4:8080 timeout 1m0s
 	if len(d.chains) != 9+1+3+1+1 {
 		var names []string
 		for _, c := range d.chains {
-			names = append(names, c.name)
+			names = append(names, c.Name)
 		}
 		t.Errorf("chains %v", names)
 	}

@@ -1,12 +1,8 @@
 package proxy
 
 import (
-	"fmt"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/google/nftables"
 
 	"github.com/klab-dev/klab/netmodes/policy/nftrule"
 )
@@ -56,56 +52,26 @@ type Chain struct {
 }
 
 // Rule is one rule, printed in nft's syntax, with its counter.
-type Rule struct {
-	Text    string `json:"text"`
-	Comment string `json:"comment,omitempty"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
+type Rule = nftrule.KernelRule
 
 // Report reads the table back from the kernel.
 func (p *Proxier) Report() (*Report, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	chains, err := p.table.Read(baseOrder...)
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{Node: p.cfg.Node, Table: "ip " + TableName, Synced: p.synced}
 	if p.cfg.NodeIP.IsValid() {
 		rep.NodeIP = p.cfg.NodeIP.String()
 	}
-	chains, err := p.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		return nil, fmt.Errorf("list nftables chains: %w", err)
-	}
-	var names []string
 	for _, c := range chains {
-		if c.Table.Name == TableName {
-			names = append(names, c.Name)
-		}
+		rep.Chains = append(rep.Chains, Chain{Name: c.Name, Hook: describeChain(c.Name), Rules: c.Rules})
 	}
-	slices.SortFunc(names, func(a, b string) int {
-		ia, ib := slices.Index(baseOrder, a), slices.Index(baseOrder, b)
-		switch {
-		case ia >= 0 && ib >= 0:
-			return ia - ib
-		case ia >= 0:
-			return -1
-		case ib >= 0:
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
 	byName := map[string]*Chain{}
-	for _, name := range names {
-		rules, err := p.conn.GetRules(p.table(), &nftables.Chain{Name: name, Table: p.table()})
-		if err != nil {
-			return nil, fmt.Errorf("rules of chain %s: %w", name, err)
-		}
-		c := Chain{Name: name, Hook: describeChain(name)}
-		for _, r := range rules {
-			pk, by := nftrule.CounterOf(r)
-			c.Rules = append(c.Rules, Rule{Text: nftrule.KernelString(p.conn, r), Comment: nftrule.CommentOf(r), Packets: pk, Bytes: by})
-		}
-		rep.Chains = append(rep.Chains, c)
-		byName[name] = &rep.Chains[len(rep.Chains)-1]
+	for i := range rep.Chains {
+		byName[rep.Chains[i].Name] = &rep.Chains[i]
 	}
 	for _, sp := range p.ports {
 		st := ServiceStatus{ServicePort: sp}

@@ -185,11 +185,7 @@ func printPolicy(tw *tabwriter.Writer, rep *policy.Report, wide bool) {
 		return
 	}
 	for _, c := range rep.Chains {
-		var rules []proxy.Rule
-		for _, r := range c.Rules {
-			rules = append(rules, proxy.Rule(r))
-		}
-		printChain(tw, "chain "+c.Name, rules)
+		printChain(tw, "chain "+c.Name, c.Rules)
 	}
 }
 

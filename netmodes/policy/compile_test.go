@@ -128,7 +128,7 @@ func TestSideRules(t *testing.T) {
 	}})
 	var got []string
 	for _, c := range chains(eps) {
-		got = append(got, "chain "+c.name+"\n"+c.text())
+		got = append(got, "chain "+c.Name+"\n"+c.Text(nil))
 	}
 	want := `chain forward
 ct state established,related accept comment "replies and the rest of allowed connections"

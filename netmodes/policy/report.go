@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/nftables"
-
 	"github.com/klab-dev/klab/netmodes/policy/nftrule"
 )
 
@@ -70,54 +68,23 @@ type RuleStatus struct {
 }
 
 // Chain is a chain of the table as the kernel holds it.
-type Chain struct {
-	Name  string `json:"name"`
-	Rules []Rule `json:"rules"`
-}
+type Chain = nftrule.KernelChain
 
 // Rule is a kernel rule in nft's syntax with its counter.
-type Rule struct {
-	Text    string `json:"text"`
-	Comment string `json:"comment,omitempty"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
+type Rule = nftrule.KernelRule
 
 // Report reads the table back from the kernel.
 func (e *Enforcer) Report() (*Report, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	rep := &Report{Node: e.node, Table: "ip " + TableName, Synced: e.synced}
-	all, err := e.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	chains, err := e.table.Read(chainForward, chainInput)
 	if err != nil {
-		return nil, fmt.Errorf("list nftables chains: %w", err)
+		return nil, err
 	}
-	var names []string
-	for _, c := range all {
-		if c.Table.Name == TableName {
-			names = append(names, c.Name)
-		}
-	}
-	slices.SortFunc(names, func(a, b string) int {
-		rank := func(n string) int { return slices.Index([]string{chainInput, chainForward}, n) } // base chains first
-		if ra, rb := rank(a), rank(b); ra != rb {
-			return rb - ra
-		}
-		return strings.Compare(a, b)
-	})
+	rep := &Report{Node: e.node, Table: "ip " + TableName, Synced: e.synced, Chains: chains}
 	byName := map[string]*Chain{}
-	for _, name := range names {
-		rules, err := e.conn.GetRules(e.table(), &nftables.Chain{Name: name, Table: e.table()})
-		if err != nil {
-			return nil, fmt.Errorf("rules of chain %s: %w", name, err)
-		}
-		c := Chain{Name: name}
-		for _, r := range rules {
-			pk, by := nftrule.CounterOf(r)
-			c.Rules = append(c.Rules, Rule{Text: nftrule.KernelString(e.conn, r), Comment: nftrule.CommentOf(r), Packets: pk, Bytes: by})
-		}
-		rep.Chains = append(rep.Chains, c)
-		byName[name] = &rep.Chains[len(rep.Chains)-1]
+	for i := range rep.Chains {
+		byName[rep.Chains[i].Name] = &rep.Chains[i]
 	}
 	policies := map[string]*PolicyStatus{}
 	policy := func(name string) *PolicyStatus {

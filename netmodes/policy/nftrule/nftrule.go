@@ -9,6 +9,9 @@
 //	nftrule.New().DAddr(ip).L4Proto(unix.IPPROTO_TCP).DPort(80).Counter().Goto("svc-…")
 //
 // which prints as "ip daddr 10.96.0.20 tcp dport 80 counter goto svc-…".
+//
+// A Table keeps a program's table in step with the chains and named sets
+// it wants, and reads the table back with the kernel's counters.
 package nftrule
 
 import (
@@ -16,6 +19,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -202,14 +206,13 @@ func (r *Rule) NumgenMap(name string, n int) *Rule {
 // NumgenMapSet is the verdict map a NumgenMap rule looks up: entry i goes
 // to chains[i]. It is a named map, not an anonymous one, so that nft
 // shows its keys in the host byte order that numgen writes them in.
-func NumgenMapSet(t *nftables.Table, name string, chains []string) (*nftables.Set, []nftables.SetElement) {
-	s := &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
-		KeyByteOrder: binaryutil.NativeEndian}
-	var elems []nftables.SetElement
+func NumgenMapSet(chains []string) Set {
+	s := Set{spec: "map " + strings.Join(chains, ","), set: &nftables.Set{IsMap: true, KeyType: nftables.TypeInteger,
+		DataType: nftables.TypeVerdict, KeyByteOrder: binaryutil.NativeEndian}}
 	for i, c := range chains {
-		elems = append(elems, nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: c}})
+		s.elems = append(s.elems, nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: c}})
 	}
-	return s, elems
+	return s
 }
 
 // MarkSet sets bits in the packet's mark.
@@ -243,6 +246,15 @@ func (r *Rule) Counter() *Rule { return r.add(&expr.Counter{}) }
 // refreshes its timeout (session affinity).
 func (r *Rule) UpdateSAddr(set string, timeout time.Duration) *Rule {
 	return r.add(Source.load(), &expr.Dynset{SrcRegKey: reg1, SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: timeout})
+}
+
+// AddrTimeoutSet is a named set of addresses that UpdateSAddr adds to,
+// each kept for timeout, and SAddrInSet looks up.
+func AddrTimeoutSet(timeout time.Duration) Set {
+	return Set{
+		spec: "timeout " + timeout.String(),
+		set:  &nftables.Set{KeyType: nftables.TypeIPAddr, HasTimeout: true, Timeout: timeout, Dynamic: true},
+	}
 }
 
 // DNAT rewrites the destination to addr:port.
@@ -317,14 +329,14 @@ func (r *Rule) AddTo(cc *nftables.Conn, chain *nftables.Chain) error {
 	return nil
 }
 
-// CommentOf is a kernel rule's comment.
-func CommentOf(r *nftables.Rule) string {
+// commentOf is a kernel rule's comment.
+func commentOf(r *nftables.Rule) string {
 	c, _ := userdata.GetString(r.UserData, userdata.TypeComment)
 	return c
 }
 
-// CounterOf is a kernel rule's first counter: packets and bytes.
-func CounterOf(r *nftables.Rule) (packets, bytes uint64) {
+// counterOf is a kernel rule's first counter: packets and bytes.
+func counterOf(r *nftables.Rule) (packets, bytes uint64) {
 	for _, e := range r.Exprs {
 		if c, ok := e.(*expr.Counter); ok {
 			return c.Packets, c.Bytes
@@ -333,9 +345,9 @@ func CounterOf(r *nftables.Rule) (packets, bytes uint64) {
 	return 0, 0
 }
 
-// KernelString prints a rule read from the kernel in nft's syntax; the
+// kernelString prints a rule read from the kernel in nft's syntax; the
 // elements of anonymous sets are read from cc.
-func KernelString(cc *nftables.Conn, r *nftables.Rule) string {
+func kernelString(cc *nftables.Conn, r *nftables.Rule) string {
 	return Render(r.Exprs, func(l *expr.Lookup) ([]nftables.SetElement, bool) {
 		els, err := cc.GetSetElements(&nftables.Set{Table: r.Table, Name: l.SetName})
 		if err != nil {
