@@ -11,76 +11,31 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
-	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/client/podio"
 	"github.com/klab-dev/klab/cluster/cni/plugin"
-	"github.com/klab-dev/klab/cluster/install"
+	"github.com/klab-dev/klab/internal/e2etest"
 	"github.com/klab-dev/klab/internal/testutil"
-	"github.com/klab-dev/klab/provision"
-	"github.com/klab-dev/klab/provision/netns"
-	"github.com/klab-dev/klab/provision/transport"
 )
 
 // cluster is a netns cluster for a test, deleted when it ends.
 type cluster struct {
-	t   *testing.T
-	c   *provision.Cluster
-	p   provision.Provider
-	cfg *rest.Config
-	cs  kubernetes.Interface
+	*e2etest.Cluster
+	t *testing.T
 }
 
 func upCluster(t *testing.T, name string) *cluster {
-	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.RequireCommand(t, "nsenter", "ip")
-	t.Setenv("KLAB_STATE_DIR", t.TempDir())
-	bin := testutil.KlabBinary(t)
-	p := netns.New(bin)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	c, err := install.Up(ctx, install.Options{Plan: provision.PlanOptions{Name: name, Masters: 1, Workers: 2, Subnets: 1}, Provider: p, Binary: bin})
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := install.Down(context.Background(), c.Name, func(string) (provision.Provider, error) { return p, nil }, nil); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
-	cfg, err := client.Config(c.Name, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &cluster{t: t, c: c, p: p, cfg: cfg, cs: cs}
+	return &cluster{Cluster: e2etest.Up(t, name), t: t}
 }
 
 // onNode runs a command on a node and returns its output.
 func (k *cluster) onNode(node string, args ...string) string {
 	k.t.Helper()
-	out, err := k.tryOnNode(node, args...)
+	out, err := k.OnNode(node, args...)
 	if err != nil {
 		k.t.Fatalf("%s: %v", node, err)
 	}
 	return out
-}
-
-// tryOnNode runs a command on a node and returns its output or error.
-func (k *cluster) tryOnNode(node string, args ...string) (string, error) {
-	tr, err := k.p.Transport(k.c, node)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	defer tr.Close()
-	out, err := transport.Output(context.Background(), tr, args...)
-	return strings.TrimSpace(string(out)), err
 }
 
 // gone polls until script succeeds on node: what a deleted pod had is
@@ -90,7 +45,7 @@ func (k *cluster) gone(node, what, script string) {
 	k.t.Helper()
 	var last error
 	testutil.Poll(k.t, 30*time.Second, what+" removed from "+node, func() bool {
-		_, last = k.tryOnNode(node, "sh", "-c", script)
+		_, last = k.OnNode(node, "sh", "-c", script)
 		return last == nil
 	})
 }
@@ -99,41 +54,19 @@ func (k *cluster) gone(node, what, script string) {
 func (k *cluster) exec(pod, container string, cmd ...string) string {
 	k.t.Helper()
 	var out, errb bytes.Buffer
-	code, err := podio.Exec(context.Background(), k.cfg, "default", pod, podio.ExecOptions{Container: container, Command: cmd, Stdout: &out, Stderr: &errb})
+	code, err := podio.Exec(context.Background(), k.Cfg, "default", pod, podio.ExecOptions{Container: container, Command: cmd, Stdout: &out, Stderr: &errb})
 	if err != nil || code != 0 {
 		k.t.Fatalf("exec %s/%s %v: code %d, %v: %s%s", pod, container, cmd, code, err, out.String(), errb.String())
 	}
 	return strings.TrimSpace(out.String())
 }
 
-func (k *cluster) create(pod *corev1.Pod) {
-	k.t.Helper()
-	if _, err := k.cs.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
-		k.t.Fatal(err)
-	}
-}
-
 func (k *cluster) pod(name string) *corev1.Pod {
 	k.t.Helper()
-	p, err := k.cs.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+	p, err := k.CS.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
 		k.t.Fatal(err)
 	}
-	return p
-}
-
-func (k *cluster) waitRunning(name string) *corev1.Pod {
-	k.t.Helper()
-	var p *corev1.Pod
-	testutil.Poll(k.t, time.Minute, "pod "+name+" running and ready", func() bool {
-		p = k.pod(name)
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				return true
-			}
-		}
-		return false
-	})
 	return p
 }
 
@@ -157,10 +90,10 @@ func TestIntegrationPods(t *testing.T) {
 
 	// The seed's two-container pod: one serves, the other reaches it on
 	// localhost.
-	k.create(busybox("web", "node1",
+	k.Create(busybox("web", "node1",
 		ctr("httpd", "httpd", "-f", "-v", "-p", "80", "-h", "/etc"),
 		ctr("client", "sleep", "3600")))
-	web := k.waitRunning("web")
+	web := k.Ready("web")
 	if got := k.exec("web", "client", "wget", "-qO-", "127.0.0.1/hostname"); got != "web" {
 		t.Errorf("the client got %q from the httpd container over localhost", got)
 	}
@@ -180,16 +113,16 @@ func TestIntegrationPods(t *testing.T) {
 
 	// The flat network: a pod on node2 reaches web by IP, and web sees its
 	// pod IP as the source; nodes and pods reach each other both ways.
-	k.create(busybox("other", "node2", ctr("sh", "sleep", "3600")))
-	other := k.waitRunning("other")
+	k.Create(busybox("other", "node2", ctr("sh", "sleep", "3600")))
+	other := k.Ready("other")
 	k.exec("other", "sh", "wget", "-qO-", web.Status.PodIP+"/hostname")
 	testutil.Poll(t, 10*time.Second, "web's log to show the client's pod IP", func() bool {
 		var b bytes.Buffer
-		podio.Logs(context.Background(), k.cfg, "default", "web", podio.LogOptions{Container: "httpd", Tail: -1}, &b)
+		podio.Logs(context.Background(), k.Cfg, "default", "web", podio.LogOptions{Container: "httpd", Tail: -1}, &b)
 		return strings.Contains(b.String(), other.Status.PodIP)
 	})
 	k.onNode("node2", "ping", "-c1", "-W2", web.Status.PodIP)
-	node2, _ := k.c.Node("node2")
+	node2, _ := k.C.Node("node2")
 	k.exec("web", "client", "ping", "-c1", "-W2", node2.IP.String())
 
 	// Orphans: a shell starts a background child and exits; the child is
@@ -217,11 +150,11 @@ func TestIntegrationPods(t *testing.T) {
 
 	// Deleting the pod removes its namespace, veth, address, cgroups and files.
 	ip := web.Status.PodIP
-	if err := k.cs.CoreV1().Pods("default").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+	if err := k.CS.CoreV1().Pods("default").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Poll(t, time.Minute, "web deleted", func() bool {
-		_, err := k.cs.CoreV1().Pods("default").Get(context.Background(), "web", metav1.GetOptions{})
+		_, err := k.CS.CoreV1().Pods("default").Get(context.Background(), "web", metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
 	k.podGone("node1", web.UID)
@@ -266,7 +199,7 @@ func TestIntegrationBadPods(t *testing.T) {
 		}, "CreateContainerConfigError", "host path /nonexistent/klab does not exist on node1"},
 	}
 	for _, b := range bad {
-		k.create(b.pod)
+		k.Create(b.pod)
 	}
 	for _, b := range bad {
 		testutil.Poll(t, time.Minute, b.pod.Name+" to report "+b.reason, func() bool {
@@ -285,12 +218,12 @@ func TestIntegrationBadPods(t *testing.T) {
 	var uids []types.UID
 	for _, b := range bad {
 		uids = append(uids, k.pod(b.pod.Name).UID)
-		if err := k.cs.CoreV1().Pods("default").Delete(context.Background(), b.pod.Name, metav1.DeleteOptions{}); err != nil {
+		if err := k.CS.CoreV1().Pods("default").Delete(context.Background(), b.pod.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	testutil.Poll(t, time.Minute, "the bad pods deleted", func() bool {
-		l, err := k.cs.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{})
+		l, err := k.CS.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0
 	})
 	for _, uid := range uids {

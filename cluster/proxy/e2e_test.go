@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/klab-dev/klab/cluster/client/podio"
-	"github.com/klab-dev/klab/cluster/proxy/e2etest"
+	"github.com/klab-dev/klab/internal/e2etest"
 	"github.com/klab-dev/klab/internal/testutil"
 )
 

@@ -1,5 +1,6 @@
 // Package e2etest brings up netns clusters for the acceptance tests of
-// Services, cluster DNS and NetworkPolicy, and runs things in their pods.
+// pods, Services, cluster DNS and NetworkPolicy, and runs things in their
+// pods.
 package e2etest
 
 import (
