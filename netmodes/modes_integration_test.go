@@ -14,10 +14,10 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/klab-dev/klab/internal/testnet"
 	"github.com/klab-dev/klab/internal/testutil"
 	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/netmodes/bgp"
-	"github.com/klab-dev/klab/netmodes/internal/testnet"
 	"github.com/klab-dev/klab/netmodes/ipip"
 	"github.com/klab-dev/klab/netmodes/vxlan"
 )

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klab-dev/klab/internal/testnet"
 	"github.com/klab-dev/klab/internal/testutil"
-	"github.com/klab-dev/klab/netmodes/policy/nstest"
 )
 
 var (
@@ -23,13 +23,13 @@ var (
 // leaving and coming back.
 func TestIntegrationProxy(t *testing.T) {
 	testutil.RequireRoot(t)
-	lab := nstest.New(t)
+	lab := testnet.NewNodeLab(t)
 	a := lab.Pod("a", netip.MustParseAddr("10.250.1.2"))
 	b := lab.Pod("b", netip.MustParseAddr("10.250.1.3"))
 	client := lab.Pod("client", netip.MustParseAddr("10.250.1.9"))
 	outside, _ := lab.Host("out")
-	nstest.Serve(t, a.NS, 8080, "a")
-	nstest.Serve(t, b.NS, 8080, "b")
+	testnet.Serve(t, a.NS, 8080, "a")
+	testnet.Serve(t, b.NS, 8080, "b")
 
 	p, err := New(Config{Node: "n1", NodeIP: lab.NodeIP}, lab.Node.Path)
 	if err != nil {
@@ -49,11 +49,11 @@ func TestIntegrationProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	count := func(ns *nstest.NS, to netip.AddrPort, n int) map[string]int {
+	count := func(ns *testnet.NS, to netip.AddrPort, n int) map[string]int {
 		t.Helper()
 		got := map[string]int{}
 		for range n {
-			who, err := nstest.Get(ns, to, 2*time.Second)
+			who, err := testnet.Get(ns, to, 2*time.Second)
 			if err != nil {
 				t.Fatalf("connect to %s: %v", to, err)
 			}
@@ -74,7 +74,7 @@ func TestIntegrationProxy(t *testing.T) {
 		t.Errorf("node port from outside: %v", got)
 	}
 	// UDP is balanced too.
-	if who, err := nstest.Ask(client.NS, netip.AddrPortFrom(svcIP, 53), 2*time.Second); err != nil || (who != "a" && who != "b") {
+	if who, err := testnet.Ask(client.NS, netip.AddrPortFrom(svcIP, 53), 2*time.Second); err != nil || (who != "a" && who != "b") {
 		t.Errorf("UDP through the cluster IP: %q, %v", who, err)
 	}
 	// ClientIP affinity: one client, one endpoint.
@@ -83,10 +83,10 @@ func TestIntegrationProxy(t *testing.T) {
 	}
 	// No endpoint: refused at once, not a timeout.
 	start := time.Now()
-	if _, err := nstest.Get(client.NS, netip.AddrPortFrom(emptyIP, 80), 5*time.Second); !nstest.Refused(err) || time.Since(start) > time.Second {
+	if _, err := testnet.Get(client.NS, netip.AddrPortFrom(emptyIP, 80), 5*time.Second); !testnet.Refused(err) || time.Since(start) > time.Second {
 		t.Errorf("a service without endpoints: %v after %s, want refused at once", err, time.Since(start))
 	}
-	if _, err := nstest.Get(outside, netip.AddrPortFrom(lab.NodeIP, 30081), 5*time.Second); !nstest.Refused(err) {
+	if _, err := testnet.Get(outside, netip.AddrPortFrom(lab.NodeIP, 30081), 5*time.Second); !testnet.Refused(err) {
 		t.Errorf("a node port without endpoints: %v, want refused", err)
 	}
 
@@ -152,7 +152,7 @@ func TestIntegrationProxy(t *testing.T) {
 	if err := p2.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nstest.Get(client.NS, web, 500*time.Millisecond); err == nil {
+	if _, err := testnet.Get(client.NS, web, 500*time.Millisecond); err == nil {
 		t.Error("the cluster IP still answers after the table was deleted")
 	}
 }

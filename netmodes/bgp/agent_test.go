@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klab-dev/klab/internal/testnet"
 	"github.com/klab-dev/klab/internal/testutil"
 	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/netmodes/bgp"
-	"github.com/klab-dev/klab/netmodes/internal/testnet"
 	"github.com/klab-dev/klab/netmodes/ipip"
 )
 

@@ -11,9 +11,9 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/klab-dev/klab/internal/testnet"
 	"github.com/klab-dev/klab/internal/testutil"
 	"github.com/klab-dev/klab/netmodes/capture"
-	"github.com/klab-dev/klab/netmodes/internal/testnet"
 )
 
 func open(t *testing.T, ns *testnet.NS, iface string) *capture.Capture {

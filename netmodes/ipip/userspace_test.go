@@ -9,9 +9,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/klab-dev/klab/internal/testnet"
 	"github.com/klab-dev/klab/internal/testutil"
 	"github.com/klab-dev/klab/netmodes"
-	"github.com/klab-dev/klab/netmodes/internal/testnet"
 	"github.com/klab-dev/klab/netmodes/ipip"
 )
 

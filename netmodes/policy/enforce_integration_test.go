@@ -11,23 +11,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/klab-dev/klab/internal/testnet"
 	"github.com/klab-dev/klab/internal/testutil"
-	"github.com/klab-dev/klab/netmodes/policy/nstest"
 )
 
 // TestIntegrationEnforce runs policies against real connections between
 // pods of a node namespace.
 func TestIntegrationEnforce(t *testing.T) {
 	testutil.RequireRoot(t)
-	lab := nstest.New(t)
+	lab := testnet.NewNodeLab(t)
 	a := lab.Pod("a", netip.MustParseAddr("10.250.1.2"))
 	b := lab.Pod("b", netip.MustParseAddr("10.250.1.3"))
 	c := lab.Pod("c", netip.MustParseAddr("10.250.1.4"))
 	outside, outIP := lab.Host("out")
-	for _, p := range []*nstest.Pod{a, b, c} {
-		nstest.Serve(t, p.NS, 8080, p.PodName)
+	for _, p := range []*testnet.Pod{a, b, c} {
+		testnet.Serve(t, p.NS, 8080, p.PodName)
 	}
-	nstest.Serve(t, outside, 8080, "out")
+	testnet.Serve(t, outside, 8080, "out")
 	pods := []Pod{
 		{Namespace: "default", Name: "a", Labels: map[string]string{"app": "web"}, IP: a.IP, Veth: a.Veth, Ports: []NamedPort{{Name: "http", Protocol: "TCP", Port: 8080}}},
 		{Namespace: "default", Name: "b", Labels: map[string]string{"app": "client"}, IP: b.IP, Veth: b.Veth},
@@ -46,11 +46,11 @@ func TestIntegrationEnforce(t *testing.T) {
 	}
 	// A dropped SYN is never answered: a blocked connection is one that
 	// does not get through in 300ms; an allowed one has 3s.
-	reach := func(from *nstest.NS, to netip.Addr, timeout time.Duration) bool {
-		who, err := nstest.Get(from, netip.AddrPortFrom(to, 8080), timeout)
+	reach := func(from *testnet.NS, to netip.Addr, timeout time.Duration) bool {
+		who, err := testnet.Get(from, netip.AddrPortFrom(to, 8080), timeout)
 		return err == nil && who != ""
 	}
-	check := func(what string, from *nstest.NS, to netip.Addr, want bool) {
+	check := func(what string, from *testnet.NS, to netip.Addr, want bool) {
 		t.Helper()
 		timeout := 300 * time.Millisecond
 		if want {

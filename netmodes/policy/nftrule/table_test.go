@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/klab-dev/klab/internal/testnet"
 	"github.com/klab-dev/klab/internal/testutil"
-	"github.com/klab-dev/klab/netmodes/policy/nstest"
 )
 
 func TestChainText(t *testing.T) {
@@ -29,7 +29,7 @@ uses aff timeout 1m0s
 // failed write, a takeover by a new Table, and its deletion.
 func TestIntegrationTable(t *testing.T) {
 	testutil.RequireRoot(t)
-	lab := nstest.New(t)
+	lab := testnet.NewNodeLab(t)
 	conn, ns, err := Connect(lab.Node.Path)
 	if err != nil {
 		t.Fatal(err)
