@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/klab-dev/klab/internal/nsrun"
 )
 
 // Netns is a node's network namespace: a netlink handle bound to it and a
@@ -55,38 +56,13 @@ func (n *Netns) String() string {
 // Netlink is a handle bound to the namespace.
 func (n *Netns) Netlink() *netlink.Handle { return n.h }
 
-// Do runs fn on an OS thread inside the namespace and waits for it. fn must
-// not start goroutines that need the namespace: only the thread running fn
-// is in it. A thread that cannot be switched back is thrown away.
+// Do runs fn on an OS thread inside the namespace and waits for it (see
+// nsrun.In for what fn may do).
 func (n *Netns) Do(fn func() error) error {
 	if n.current {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter %s: %w", n, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: Go ends it with this goroutine.
-			errc <- fmt.Errorf("leave %s: %w", n, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return nsrun.In(n.ns, n.String(), fn)
 }
 
 // Listen opens a listener in the namespace.

@@ -9,12 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/klab-dev/klab/internal/nsrun"
 	"github.com/klab-dev/klab/netmodes"
 )
 
@@ -81,33 +81,22 @@ func (b *base) newNS(suffix string) *NS {
 
 // createNamed makes a named namespace without moving the caller's thread.
 func createNamed(name string) (netns.NsHandle, error) {
-	type result struct {
-		h   netns.NsHandle
-		err error
+	cur, err := netns.Get()
+	if err != nil {
+		return 0, fmt.Errorf("open this network namespace: %w", err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name)
-		if serr := netns.Set(orig); serr != nil {
-			ch <- result{h: h, err: serr} // the thread dies with this goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{h: h, err: err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return 0, fmt.Errorf("create network namespace %s: %w", name, r.err)
+	defer cur.Close()
+	h := netns.None()
+	err = nsrun.In(cur, "this network namespace", func() error {
+		var err error
+		h, err = netns.NewNamed(name)
+		return err
+	})
+	if err != nil {
+		h.Close()
+		return 0, fmt.Errorf("create network namespace %s: %w", name, err)
 	}
-	return r.h, nil
+	return h, nil
 }
 
 func (b *base) destroy() {

@@ -1,16 +1,15 @@
-// Package ns enters network namespaces safely from Go: a namespace
-// belongs to an OS thread, and Go moves goroutines between threads, so all
-// work inside one goes through NS.Do on a locked thread (the reasons are
-// those of containernetworking/plugins' pkg/ns).
+// Package ns opens the network namespaces the CNI plugin is given, and
+// runs code inside them through NS.Do on a locked thread (see
+// internal/nsrun).
 package ns
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/klab-dev/klab/internal/nsrun"
 )
 
 // NS is an open network namespace, such as a pod's CNI_NETNS.
@@ -59,37 +58,8 @@ func (n *NS) IsCurrent() (bool, error) {
 // holds it.
 func (n *NS) Close() error { return n.h.Close() }
 
-// Do runs fn with its thread in the namespace. A namespace belongs to an
-// OS thread, not to a goroutine, and Go moves goroutines between threads:
-// so fn runs on a fresh goroutine locked to its thread, which enters the
-// namespace and comes back before it is unlocked. If it cannot come back,
-// the thread stays locked and ends with the goroutine, so no other
-// goroutine ever runs in the wrong namespace. fn must not start goroutines
-// that expect to be in the namespace; a process that fn starts (os/exec)
-// is forked from the locked thread, so it starts in the namespace.
+// Do runs fn on a thread inside the namespace and waits for it (see
+// nsrun.In for what fn may do).
 func (n *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open the current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %s: %w", n.path, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return from network namespace %s: %w", n.path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return nsrun.In(n.h, "network namespace "+n.path, fn)
 }
