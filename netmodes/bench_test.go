@@ -1,6 +1,7 @@
 package netmodes
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"testing"
@@ -38,5 +39,23 @@ func TestBenchLoopback(t *testing.T) {
 	cancel()
 	if err := <-served; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCheckPattern(t *testing.T) {
+	block := benchBlock()
+	stream := bytes.Repeat(block, 3)
+	stream = append(stream, block[:1000]...)
+	n, bad, err := checkPattern(bytes.NewReader(stream), block)
+	if err != nil || n != int64(len(stream)) || bad != 0 {
+		t.Fatalf("intact stream: n %d, bad %d, err %v", n, bad, err)
+	}
+	for _, off := range []int{0, len(block) + 7, 3*len(block) + 999} {
+		broken := bytes.Clone(stream)
+		broken[off] ^= 0x40
+		n, bad, err := checkPattern(bytes.NewReader(broken), block)
+		if err != nil || n != int64(len(stream)) || bad != int64(off)+1 {
+			t.Errorf("byte %d flipped: n %d, bad %d, err %v", off, n, bad, err)
+		}
 	}
 }
