@@ -45,7 +45,7 @@ type (
 		err error
 	}
 	deletedMsg    struct{ ref PodRef }
-	shellDoneMsg  struct{ err error }
+	shellDoneMsg  struct{}
 	labsMsg       struct{ labs []Lab }
 	labCheckMsg   struct{ check *LabCheck }
 	createLineMsg struct{ lines []string }

@@ -196,10 +196,6 @@ func (w *podWorker) poke() {
 	}
 }
 
-func (w *podWorker) send(ev event) {
-	w.events <- ev
-}
-
 func (w *podWorker) run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()

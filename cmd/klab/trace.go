@@ -125,7 +125,7 @@ FDB failure; the MTU), and klab exits with status 1.
 			}
 			res, err := trace.Run(ctx, topo, trace.Request{
 				Src: src, Dst: dst, Proto: o.proto, Port: port, Size: o.size, Count: o.count,
-				Timeout: o.timeout, Lang: lang,
+				Timeout: o.timeout, Lang: lang, SeparateClocks: c.Provider != "netns",
 			}, backend)
 			if err != nil {
 				return err

@@ -29,6 +29,9 @@ type Request struct {
 	Timeout    time.Duration
 	HopTimeout time.Duration
 	Lang       Lang
+	// SeparateClocks says the nodes are separate machines (VMs), so the
+	// times of hops on different nodes compare different clocks.
+	SeparateClocks bool
 }
 
 // Defaults of a Request.
@@ -151,6 +154,9 @@ func Run(ctx context.Context, t *Topology, req Request, b Backend) (*Result, err
 		for i, o := range outs {
 			res.Probes = append(res.Probes, ProbeSummary{Seq: i + 1, Delivered: o.delivered, TUS: o.tus, Seen: o.seen})
 		}
+	}
+	if req.SeparateClocks && seenOnMachines(res.Hops) > 1 {
+		res.Notes = append(res.Notes, l.f(noteClocks))
 	}
 	if res.Dst.Kind == KindService && res.Delivered {
 		if pod := t.podByAddr(shown.plan.To); pod != nil {
@@ -645,6 +651,17 @@ func (o *outcome) analyse(ctx context.Context, t *Topology, b Backend, before ma
 			}
 		}
 	}
+}
+
+// seenOnMachines counts the machines whose hops saw the packet.
+func seenOnMachines(hops []Hop) int {
+	machines := map[string]bool{}
+	for _, h := range hops {
+		if h.Seen {
+			machines[h.Node] = true
+		}
+	}
+	return len(machines)
 }
 
 func dropsOf(ds []PolicyDrop, d PolicyDrop) uint64 {

@@ -53,6 +53,23 @@ func layerTypes(h Hop) []string {
 	return out
 }
 
+// TestRunClocks: hop times across VMs compare different clocks, and the
+// trace says so; nodes that share a kernel (netns) have one clock.
+func TestRunClocks(t *testing.T) {
+	clocks := English.f(noteClocks)
+	for _, separate := range []bool{false, true} {
+		res, _ := traceFake(t, fixture(netmodes.BGP, 1), "a", "b", -1, nil, Request{SeparateClocks: separate})
+		if got := slices.Contains(res.Notes, clocks); got != separate {
+			t.Errorf("separate clocks %v: notes %q", separate, res.Notes)
+		}
+	}
+	// Pods a and c share node1: their packet is seen on one machine only.
+	res, _ := traceFake(t, fixture(netmodes.BGP, 1), "a", "c", -1, nil, Request{SeparateClocks: true})
+	if n := seenOnMachines(res.Hops); n != 1 || slices.Contains(res.Notes, clocks) {
+		t.Errorf("a → c: seen on %d machines, notes %q", n, res.Notes)
+	}
+}
+
 func TestRunDelivered(t *testing.T) {
 	for _, tc := range []struct {
 		mode     netmodes.Kind
