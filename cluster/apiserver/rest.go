@@ -554,9 +554,7 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 	if p := o.PropagationPolicy; p != nil && *p != metav1.DeletePropagationBackground && *p != metav1.DeletePropagationForeground && *p != metav1.DeletePropagationOrphan {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("propagationPolicy %q: use Background, Foreground or Orphan", *p))
 	}
-	for _, v := range q["dryRun"] {
-		o.DryRun = append(o.DryRun, v)
-	}
+	o.DryRun = append(o.DryRun, q["dryRun"]...)
 	return o, nil
 }
 
