@@ -88,18 +88,30 @@ func Modes(ctx context.Context, o ModesOptions) (res *ModesResult, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Servers: one in pod b's network namespace, one in node To's own.
+	// Servers: one in pod b's network namespace, one in node To's own. A
+	// server an earlier run left on To (if it was killed before it could
+	// stop them) would hold the underlay port, and this run's client would
+	// talk to it until its --for ran out.
 	deadline := strconv.Itoa(int((10 * time.Minute).Seconds()))
+	under := net.JoinHostPort(o.To.IP.String(), strconv.Itoa(underlayPort))
+	if err := o.ToT.Run(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "internal", "bench-stop", "--listen", under}}); err != nil {
+		return nil, fmt.Errorf("stop an earlier bench server on %s: %w", o.To.Name, err)
+	}
 	for _, s := range [][]string{
 		{"--netns", "/run/netns/" + string(pb.UID), "--listen", net.JoinHostPort("0.0.0.0", strconv.Itoa(podPort))},
-		{"--listen", net.JoinHostPort(o.To.IP.String(), strconv.Itoa(underlayPort))},
+		{"--listen", under},
 	} {
 		args := append([]string{provision.NodeBinary, "internal", "bench-serve", "--run", run, "--for", deadline + "s"}, s...)
 		if err := o.ToT.Start(ctx, transport.Cmd{Args: args}, provision.NodeLogDir+"/bench.log"); err != nil {
 			return nil, err
 		}
 	}
-	defer o.ToT.Run(context.WithoutCancel(ctx), transport.Cmd{Args: []string{"pkill", "-f", "bench-serve --run " + run}})
+	defer func() {
+		serr := o.ToT.Run(context.WithoutCancel(ctx), transport.Cmd{Args: []string{provision.NodeBinary, "internal", "bench-stop", "--run", run}})
+		if serr != nil && err == nil {
+			err = fmt.Errorf("stop the bench servers on %s: %w", o.To.Name, serr)
+		}
+	}()
 
 	res = &ModesResult{From: o.From.Name, To: o.To.Name}
 	for _, m := range o.Modes {
@@ -119,7 +131,7 @@ func Modes(ctx context.Context, o ModesOptions) (res *ModesResult, err error) {
 		out, err := transport.Output(ctx, o.FromT, provision.NodeBinary, "internal", "bench-run",
 			"--netns", "/run/netns/"+string(pa.UID),
 			"--to", net.JoinHostPort(pb.Status.PodIP, strconv.Itoa(podPort)),
-			"--underlay", net.JoinHostPort(o.To.IP.String(), strconv.Itoa(underlayPort)),
+			"--underlay", under,
 			"--rounds", strconv.Itoa(o.Rounds), "--duration", o.Duration.String())
 		if err != nil {
 			return nil, fmt.Errorf("mode %s: %w", m, err)

@@ -155,6 +155,29 @@ func (a *app) benchServeCmd() *cobra.Command {
 	return cmd
 }
 
+func (a *app) benchStopCmd() *cobra.Command {
+	var run, listen string
+	cmd := &cobra.Command{
+		Use:   "bench-stop",
+		Short: "Stop bench servers on this machine: one run's, or the one on an address (run on a node by klab bench modes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (run == "") == (listen == "") {
+				return errors.New("give --run or --listen")
+			}
+			flag, value := "--run", run
+			if listen != "" {
+				flag, value = "--listen", listen
+			}
+			_, err := bench.StopServers(flag, value)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "stop the servers of this run")
+	cmd.Flags().StringVar(&listen, "listen", "", "stop the server listening on this address")
+	return cmd
+}
+
 func (a *app) benchRunCmd() *cobra.Command {
 	var o struct {
 		netns, to, underlay string

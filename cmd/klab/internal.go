@@ -34,6 +34,6 @@ func (a *app) internalCmd() *cobra.Command {
 	nsinit.Flags().StringArrayVar(&binds, "bind", nil, "HOSTDIR=DIR: show a host directory at DIR")
 	nsinit.Flags().StringArrayVar(&o.Overlays, "overlay", nil, "a host directory seen copy-on-write")
 	nsinit.Flags().StringArrayVar(&o.Sysctls, "sysctl", nil, "KEY=VALUE in the new network namespace")
-	cmd.AddCommand(nsinit, a.benchServeCmd(), a.benchRunCmd())
+	cmd.AddCommand(nsinit, a.benchServeCmd(), a.benchStopCmd(), a.benchRunCmd())
 	return cmd
 }
