@@ -48,8 +48,10 @@ type Cluster struct {
 	HostIP      netip.Prefix `json:"hostIP"`
 	PodCIDR     netip.Prefix `json:"podCIDR"`
 	ServiceCIDR netip.Prefix `json:"serviceCIDR"`
-	Phase       Phase        `json:"phase"`
-	Created     time.Time    `json:"created"`
+	// MTU of the underlay: its bridges, every machine's link into it.
+	MTU     int       `json:"mtu"`
+	Phase   Phase     `json:"phase"`
+	Created time.Time `json:"created"`
 }
 
 // Phase is where a cluster is in its life.
@@ -66,6 +68,12 @@ const (
 const (
 	MaxWorkers = 100
 	MaxSlots   = 100
+	// The underlay MTU: Ethernet's 1500 by default, up to a jumbo-frame
+	// network's 9000; below 1280 a pod would have too little left once
+	// VXLAN's 50 bytes are taken.
+	DefaultMTU = 1500
+	MinMTU     = 1280
+	MaxMTU     = 9000
 )
 
 // PlanOptions is what the user asks for.
@@ -76,6 +84,8 @@ type PlanOptions struct {
 	Workers  int
 	Subnets  int
 	Slot     int
+	// MTU of the underlay; 0 means DefaultMTU.
+	MTU int
 }
 
 var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$`)
@@ -106,6 +116,8 @@ func (o PlanOptions) Validate() error {
 		return fmt.Errorf("--subnets %d: use 1 (one underlay network) or 2 (two, joined by a router)", o.Subnets)
 	case o.Subnets == 2 && o.Workers < 2:
 		return fmt.Errorf("--subnets 2 needs at least 2 worker nodes (--nodes 2), one in each subnet")
+	case o.MTU != 0 && (o.MTU < MinMTU || o.MTU > MaxMTU):
+		return fmt.Errorf("--mtu %d: the underlay MTU must be between %d and %d (%d is Ethernet's, %d a jumbo-frame network's)", o.MTU, MinMTU, MaxMTU, DefaultMTU, MaxMTU)
 	case o.Slot < 0 || o.Slot >= MaxSlots:
 		return fmt.Errorf("underlay slot %d out of range", o.Slot)
 	}
@@ -132,6 +144,10 @@ func Plan(o PlanOptions) (*Cluster, error) {
 		HostLink:    HostLinkName(o.Name),
 		PodCIDR:     netip.MustParsePrefix("10.42.0.0/16"),
 		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16"),
+		MTU:         o.MTU,
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
 	}
 	for i := range o.Subnets {
 		s := Subnet{Name: string(rune('a' + i)), CIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(third + i), 0}), 24)}

@@ -111,6 +111,9 @@ func TestValidate(t *testing.T) {
 		{"upper case name", func(o *PlanOptions) { o.Name = "Lab" }, "invalid cluster name"},
 		{"long name", func(o *PlanOptions) { o.Name = strings.Repeat("a", 21) }, "invalid cluster name"},
 		{"trailing dash", func(o *PlanOptions) { o.Name = "lab-" }, "invalid cluster name"},
+		{"jumbo frames", func(o *PlanOptions) { o.MTU = 9000 }, ""},
+		{"tiny mtu", func(o *PlanOptions) { o.MTU = 576 }, "--mtu 576: the underlay MTU must be between 1280 and 9000"},
+		{"huge mtu", func(o *PlanOptions) { o.MTU = 65535 }, "--mtu 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -249,7 +249,7 @@ func (n *network) View() string {
 	nw := n.snap.Network
 	head := fmt.Sprintf("%s %s   %s   %s   %s",
 		st.Dim.Render("mode"), st.Bold.Render(nw.Spec()),
-		st.Dim.Render(fmt.Sprintf("generation %d", nw.Generation)), st.Dim.Render(fmt.Sprintf("MTU %d", nw.MTU)), st.Dim.Render("pods "+nw.PodCIDR))
+		st.Dim.Render(fmt.Sprintf("generation %d", nw.Generation)), st.Dim.Render(fmt.Sprintf("pod MTU %d", nw.MTU)), st.Dim.Render("pods "+nw.PodCIDR))
 	chips := n.chips()
 	var body []string
 	switch n.mode {

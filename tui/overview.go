@@ -90,7 +90,7 @@ func (o *overview) lines() []string {
 	} else {
 		conv = st.OK.Render(conv)
 	}
-	out = append(out, fmt.Sprintf("%s %s · %s · MTU %d", st.Dim.Render("network"), st.Bold.Render(s.Network.Spec()), conv, s.Network.MTU))
+	out = append(out, fmt.Sprintf("%s %s · %s · pod MTU %d", st.Dim.Render("network"), st.Bold.Render(s.Network.Spec()), conv, s.Network.MTU))
 	out = append(out, cut(st.Dim.Render("pods")+" "+podSummary(st, s.Pods), o.width), "")
 
 	t := table{static: true, cols: []column{

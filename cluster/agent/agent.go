@@ -30,11 +30,6 @@ import (
 	"github.com/klab-dev/klab/cluster/runtime/image"
 )
 
-// PodMTU is the MTU of pods' interfaces: the underlay's 1500 less the
-// largest encapsulation (VXLAN, 50 bytes), so that switching the network
-// mode never needs to touch running pods.
-const PodMTU = 1450
-
 // Agent is a running node agent.
 type Agent struct {
 	cfg      *Config
@@ -109,15 +104,15 @@ func Run(ctx context.Context, cfg *Config, binary string, log *slog.Logger) erro
 	if err := installPlugin(binary, filepath.Join(cfg.CNIBinDir, "klab")); err != nil {
 		return fmt.Errorf("install the CNI plugin: %w", err)
 	}
-	path, err := cni.WriteConfList(cfg.CNIConfDir, cni.ConfListOptions{PodCIDR: cidr, MTU: PodMTU})
-	if err != nil {
-		return err
-	}
 	client, err := api.NewForConfig(rc)
 	if err != nil {
 		return err
 	}
 	nw, err := startNetwork(ctx, cfg, cs, client, cidr, log)
+	if err != nil {
+		return err
+	}
+	path, err := nw.writeCNIConf()
 	if err != nil {
 		return err
 	}

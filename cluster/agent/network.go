@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/klab-dev/klab/cluster/api"
+	"github.com/klab-dev/klab/cluster/cni"
 	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/netmodes/bgp"
 	"github.com/klab-dev/klab/netmodes/ipip"
@@ -53,6 +55,7 @@ type network struct {
 	mu       sync.Mutex
 	reported api.NodeNetworkStatus
 	meshed   []bgp.Peer
+	confMTU  int32 // the pods' MTU in the CNI configuration written last
 }
 
 // startNetwork starts the network half once the node has its block.
@@ -136,6 +139,31 @@ func listWatch[T runtime.Object, L runtime.Object](ctx context.Context, r *api.R
 }
 
 // clusterNetwork is the ClusterNetwork the node follows.
+// writeCNIConf keeps the node's CNI configuration in step with the
+// ClusterNetwork, as confd renders Calico's: the node's pod block and the
+// pods' MTU, which pods created from then on get. It returns the file.
+func (n *network) writeCNIConf() (string, error) {
+	mtu := int32(api.DefaultPodMTU)
+	if cn, ok := n.clusterNetwork(); ok && cn.Spec.MTU != 0 {
+		mtu = cn.Spec.MTU
+	}
+	path := filepath.Join(n.cfg.CNIConfDir, cni.ConfListName)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if mtu == n.confMTU {
+		return path, nil
+	}
+	path, err := cni.WriteConfList(n.cfg.CNIConfDir, cni.ConfListOptions{PodCIDR: n.self.Block, MTU: int(mtu)})
+	if err != nil {
+		return "", err
+	}
+	if n.confMTU != 0 {
+		n.log.Info("pod MTU changed: pods created from now on get it", "mtu", mtu, "was", n.confMTU, "conflist", path)
+	}
+	n.confMTU = mtu
+	return path, nil
+}
+
 func (n *network) clusterNetwork() (*api.ClusterNetwork, bool) {
 	o, ok, _ := n.networks.GetByKey(api.ClusterNetworkName)
 	if !ok {
@@ -217,6 +245,9 @@ func (n *network) reconcile(ctx context.Context) error {
 	cn, ok := n.clusterNetwork()
 	if !ok {
 		return errors.New("no ClusterNetwork yet")
+	}
+	if _, err := n.writeCNIConf(); err != nil {
+		return err
 	}
 	peers := n.bgpPeers()
 	n.mu.Lock()

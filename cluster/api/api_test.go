@@ -43,14 +43,6 @@ func TestDeepCopy(t *testing.T) {
 	}
 }
 
-func TestDefaultMTU(t *testing.T) {
-	for m, want := range map[api.NetworkMode]int32{api.ModeBGP: 1500, api.ModeVXLAN: 1450, api.ModeIPIP: 1480} {
-		if got := api.DefaultMTU(m); got != want {
-			t.Errorf("%s: %d, want %d", m, got, want)
-		}
-	}
-}
-
 // TestClient drives the typed client against a real API server: what the
 // network agent and the CLI do.
 func TestClient(t *testing.T) {
@@ -62,7 +54,7 @@ func TestClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	cn, err := admin.ClusterNetworks().Get(ctx, "default", metav1.GetOptions{})
-	if err != nil || cn.Spec.Mode != api.ModeBGP || cn.Spec.PodCIDR != "10.42.0.0/16" || cn.Spec.MTU != 1500 {
+	if err != nil || cn.Spec.Mode != api.ModeBGP || cn.Spec.PodCIDR != "10.42.0.0/16" || cn.Spec.MTU != api.DefaultPodMTU {
 		t.Fatalf("the default ClusterNetwork: %v %+v", err, cn)
 	}
 	w, err := admin.ClusterNetworks().Watch(ctx, metav1.ListOptions{ResourceVersion: cn.ResourceVersion})
@@ -72,7 +64,7 @@ func TestClient(t *testing.T) {
 	defer w.Stop()
 	cn.Spec.Mode, cn.Spec.MTU = api.ModeVXLAN, 0
 	up, err := admin.ClusterNetworks().Update(ctx, cn, metav1.UpdateOptions{})
-	if err != nil || up.Spec.MTU != 1450 || up.Generation != 2 {
+	if err != nil || up.Spec.MTU != api.DefaultPodMTU || up.Generation != 2 {
 		t.Fatalf("switch to vxlan: %v %+v", err, up)
 	}
 	ev := <-w.ResultChan()

@@ -25,17 +25,9 @@ const (
 // Modes lists the valid modes.
 var Modes = []NetworkMode{ModeBGP, ModeVXLAN, ModeIPIP}
 
-// DefaultMTU is the pod interface MTU of a mode on a 1500-byte underlay:
-// what is left after the encapsulation's headers.
-func DefaultMTU(m NetworkMode) int32 {
-	switch m {
-	case ModeVXLAN:
-		return 1450
-	case ModeIPIP:
-		return 1480
-	}
-	return 1500
-}
+// DefaultPodMTU is the pods' MTU on a 1500-byte underlay: what VXLAN, the
+// largest encapsulation, leaves of it.
+const DefaultPodMTU = 1450
 
 // ClusterNetworkName is the name of the one ClusterNetwork.
 const ClusterNetworkName = "default"
@@ -60,7 +52,11 @@ type ClusterNetworkSpec struct {
 	// CrossSubnet encapsulates only traffic between nodes in different
 	// underlay subnets (vxlan and ipip modes); within a subnet it is routed.
 	CrossSubnet bool `json:"crossSubnet,omitempty"`
-	// MTU of pod interfaces; defaults to what the mode leaves of 1500.
+	// MTU of the pods' interfaces: the underlay's MTU less VXLAN's 50
+	// bytes, the largest encapsulation, so that a pod's MTU is right in
+	// every mode and a mode switch need not touch running pods (as Calico
+	// sizes veths). klab up sets it from --mtu; it defaults to
+	// DefaultPodMTU. A change reaches pods created after it.
 	MTU int32 `json:"mtu,omitempty"`
 }
 

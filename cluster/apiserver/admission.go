@@ -507,7 +507,7 @@ func validateNetworkPolicy(obj, old runtime.Object) field.ErrorList {
 func defaultClusterNetwork(obj runtime.Object) {
 	c := obj.(*api.ClusterNetwork)
 	if c.Spec.MTU == 0 {
-		c.Spec.MTU = api.DefaultMTU(c.Spec.Mode)
+		c.Spec.MTU = api.DefaultPodMTU
 	}
 }
 

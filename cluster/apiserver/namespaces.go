@@ -184,7 +184,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		}
 	}
 	cn := &api.ClusterNetwork{ObjectMeta: metav1.ObjectMeta{Name: api.ClusterNetworkName},
-		Spec: api.ClusterNetworkSpec{Mode: s.cfg.NetworkMode, PodCIDR: s.cfg.PodCIDR.String()}}
+		Spec: api.ClusterNetworkSpec{Mode: s.cfg.NetworkMode, PodCIDR: s.cfg.PodCIDR.String(), MTU: s.cfg.PodMTU}}
 	if err := ensure(api.ResourceClusterNetworks, "", cn); err != nil {
 		return fmt.Errorf("default ClusterNetwork: %w", err)
 	}

@@ -37,6 +37,7 @@ type Options struct {
 	NodePortRange                     string
 	PodCIDR                           string
 	NetworkMode                       string
+	PodMTU                            int
 	TolerationSeconds                 int64
 	MaxRequestBytes                   int64
 }
@@ -58,6 +59,7 @@ func DefaultOptions() Options {
 		NodePortRange:         "30000-32767",
 		PodCIDR:               "10.42.0.0/16",
 		NetworkMode:           string(api.ModeBGP),
+		PodMTU:                api.DefaultPodMTU,
 		TolerationSeconds:     DefaultTolerationSecs,
 		MaxRequestBytes:       DefaultMaxRequestBytes,
 	}
@@ -87,6 +89,7 @@ func (o Options) Config(log *slog.Logger) (Config, error) {
 		}
 	}
 	c.NetworkMode = api.NetworkMode(o.NetworkMode)
+	c.PodMTU = int32(o.PodMTU)
 	c.Port = o.SecurePort
 	c.BindAddress = net.JoinHostPort(o.BindAddress, strconv.Itoa(o.SecurePort))
 	c.DefaultTolerationSeconds = o.TolerationSeconds

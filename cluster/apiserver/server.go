@@ -54,9 +54,10 @@ type Config struct {
 	ServiceCIDR netip.Prefix
 	// NodePortMin and NodePortMax bound NodePort allocation.
 	NodePortMin, NodePortMax int
-	// PodCIDR and NetworkMode seed the default ClusterNetwork.
+	// PodCIDR, NetworkMode and PodMTU seed the default ClusterNetwork.
 	PodCIDR     netip.Prefix
 	NetworkMode api.NetworkMode
+	PodMTU      int32
 	// EncryptionKey, when set, encrypts secrets in etcd with AES-GCM.
 	EncryptionKey []byte
 	// KubeletTLS is the client configuration for the node agents: the

@@ -22,8 +22,8 @@ const (
 type ConfListOptions struct {
 	// PodCIDR is the node's block, which the klab IPAM hands out.
 	PodCIDR netip.Prefix
-	// MTU of the pods' interfaces (0: the plugin's default, 1500); the
-	// network mode sets it below the underlay's by its encapsulation.
+	// MTU of the pods' interfaces (0: the plugin's default, 1500): the
+	// ClusterNetwork's, the underlay's less the largest encapsulation.
 	MTU int
 	// DataDir is where the IPAM keeps its allocations (empty: the
 	// plugin's default, /var/lib/klab/cni/networks).

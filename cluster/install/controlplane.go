@@ -202,6 +202,7 @@ func (cp *controlPlane) masterComponents(m provision.Node, initialCluster []stri
 			"--advertise-address", m.IP.String(),
 			"--service-cluster-ip-range", cp.c.ServiceCIDR.String(),
 			"--pod-cidr", cp.c.PodCIDR.String(),
+			"--pod-mtu", strconv.Itoa(podMTU(cp.c)),
 		}},
 	}
 }

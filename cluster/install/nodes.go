@@ -18,6 +18,7 @@ import (
 	"github.com/klab-dev/klab/cluster/netctl"
 	"github.com/klab-dev/klab/cluster/supervisor"
 	"github.com/klab-dev/klab/internal/progress"
+	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/provision"
 )
 
@@ -55,6 +56,10 @@ func addNodeComponents(c *provision.Cluster, cp *controlPlane) error {
 	return nil
 }
 
+// podMTU is the pods' MTU on c's underlay: what VXLAN, the largest
+// encapsulation, leaves of it.
+func podMTU(c *provision.Cluster) int { return c.MTU - netmodes.VXLANOverhead }
+
 // startNodes waits for the agents and the network: every node registered
 // and Ready (it has its pod block and CNI configuration), and every node's
 // network agent converged to the cluster's mode, each within timeout.
@@ -69,7 +74,7 @@ func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode,
 	}
 	cn := &api.ClusterNetwork{
 		ObjectMeta: metav1.ObjectMeta{Name: api.ClusterNetworkName},
-		Spec:       api.ClusterNetworkSpec{Mode: mode, PodCIDR: c.PodCIDR.String()},
+		Spec:       api.ClusterNetworkSpec{Mode: mode, PodCIDR: c.PodCIDR.String(), MTU: int32(podMTU(c))},
 	}
 	if _, err := nc.API.ClusterNetworks().Create(ctx, cn, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create the ClusterNetwork: %w", err)

@@ -73,10 +73,43 @@ func (l *lab) pod(name, node string, cmd ...string) *corev1.Pod {
 	return p
 }
 
+// up creates a netns cluster for the test, removed when it ends.
+func up(t *testing.T, plan provision.PlanOptions) *lab {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireCommand(t, "nsenter")
+	t.Setenv("KLAB_STATE_DIR", t.TempDir())
+	bin := testutil.KlabBinary(t)
+	p := netns.New(bin)
+	c, err := install.Up(context.Background(), install.Options{Plan: plan, Provider: p, Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		install.Down(context.Background(), c.Name, func(string) (provision.Provider, error) { return p, nil }, nil)
+	})
+	cfg, err := client.Config(c.Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := netctl.New(cfg, install.PKIDir(c.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lab{t: t, c: c, p: p, nc: nc}
+}
+
+// wire is how a packet crossed the underlay: "none", "vxlan" (with its
+// VNI and port) or "ipip", and the length of the pod's IP packet in it.
+type wire struct {
+	how string
+	len int
+}
+
 // encapsulation captures, on the underlay bridge's port of node from, one
 // ICMP echo request from src to dst sent while fn runs, and says how it
-// was carried: "none", "vxlan" (with its VNI and port) or "ipip".
-func (l *lab) encapsulation(from, src, dst string, fn func()) string {
+// was carried.
+func (l *lab) encapsulation(from, src, dst string, fn func()) wire {
 	l.t.Helper()
 	ns, err := netmodes.OpenNetns("/run/netns/" + netns.NetNSName(l.c.Name, "underlay"))
 	if err != nil {
@@ -94,12 +127,12 @@ func (l *lab) encapsulation(from, src, dst string, fn func()) string {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	found := make(chan string, 1)
+	found := make(chan wire, 1)
 	go func() {
 		for {
 			p, err := c.Read(ctx)
 			if err != nil {
-				found <- "nothing captured: " + err.Error()
+				found <- wire{how: "nothing captured: " + err.Error()}
 				return
 			}
 			if how, ok := carried(c.Decode(p), src, dst); ok {
@@ -114,7 +147,7 @@ func (l *lab) encapsulation(from, src, dst string, fn func()) string {
 
 // carried finds an ICMP echo request src → dst in a frame, and how it was
 // carried.
-func carried(pkt gopacket.Packet, src, dst string) (string, bool) {
+func carried(pkt gopacket.Packet, src, dst string) (wire, bool) {
 	var ips []*layers.IPv4
 	var vx *layers.VXLAN
 	var udp *layers.UDP
@@ -130,24 +163,25 @@ func carried(pkt gopacket.Packet, src, dst string) (string, bool) {
 			}
 		case *layers.ICMPv4:
 			if v.TypeCode.Type() != layers.ICMPv4TypeEchoRequest || len(ips) == 0 {
-				return "", false
+				return wire{}, false
 			}
 			in := ips[len(ips)-1]
 			if in.SrcIP.String() != src || in.DstIP.String() != dst {
-				return "", false
+				return wire{}, false
 			}
+			w := wire{how: "unknown", len: int(in.Length)}
 			switch {
 			case len(ips) == 1:
-				return "none", true
+				w.how = "none"
 			case vx != nil:
-				return fmt.Sprintf("vxlan vni %d port %d", vx.VNI, udp.DstPort), true
+				w.how = fmt.Sprintf("vxlan vni %d port %d", vx.VNI, udp.DstPort)
 			case ips[0].Protocol == layers.IPProtocolIPv4:
-				return "ipip", true
+				w.how = "ipip"
 			}
-			return "unknown", true
+			return w, true
 		}
 	}
-	return "", false
+	return wire{}, false
 }
 
 // TestIntegrationModes checks issue 5's acceptance on a cluster with two
@@ -156,28 +190,9 @@ func carried(pkt gopacket.Packet, src, dst string) (string, bool) {
 // transfer go through, live switches lose little and leave nothing of
 // the old mode, and a stopped agent's routes are withdrawn.
 func TestIntegrationModes(t *testing.T) {
-	testutil.RequireRoot(t)
-	testutil.RequireCommand(t, "nsenter", "bird")
-	t.Setenv("KLAB_STATE_DIR", t.TempDir())
-	bin := testutil.KlabBinary(t)
-	p := netns.New(bin)
-	ctx := context.Background()
-	c, err := install.Up(ctx, install.Options{Plan: provision.PlanOptions{Name: "tm-modes", Masters: 1, Workers: 2, Subnets: 2}, Provider: p, Binary: bin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		install.Down(context.Background(), c.Name, func(string) (provision.Provider, error) { return p, nil }, nil)
-	})
-	cfg, err := client.Config(c.Name, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := netctl.New(cfg, install.PKIDir(c.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &lab{t: t, c: c, p: p, nc: nc}
+	testutil.RequireCommand(t, "bird")
+	l := up(t, provision.PlanOptions{Name: "tm-modes", Masters: 1, Workers: 2, Subnets: 2})
+	c, nc, ctx := l.c, l.nc, context.Background()
 	// Plain BGP across the router needs the router to learn the routes.
 	if err := nc.PeerRouter(ctx, c, l.transport("router"), api.DefaultASN); err != nil {
 		t.Fatal(err)
@@ -213,14 +228,14 @@ func TestIntegrationModes(t *testing.T) {
 			got := l.encapsulation("node1", pa.Status.PodIP, pb.Status.PodIP, func() {
 				l.exec("a", "ping", "-c1", "-W2", "-s", "1400", pb.Status.PodIP)
 			})
-			if got != tc.across {
-				t.Errorf("a → b (across the router) carried as %q, want %q", got, tc.across)
+			if got.how != tc.across || got.len != 20+8+1400 {
+				t.Errorf("a → b (across the router) carried as %q, %d bytes inside; want %q, 1428", got.how, got.len, tc.across)
 			}
 			got = l.encapsulation("master", pm.Status.PodIP, pa.Status.PodIP, func() {
 				l.exec("m", "ping", "-c1", "-W2", pa.Status.PodIP)
 			})
-			if got != tc.within {
-				t.Errorf("m → a (one subnet) carried as %q, want %q", got, tc.within)
+			if got.how != tc.within {
+				t.Errorf("m → a (one subnet) carried as %q, want %q", got.how, tc.within)
 			}
 			out := l.exec("a", "sh", "-c", "wget -qO- http://"+pb.Status.PodIP+"/big | wc -c")
 			if strings.TrimSpace(out) != strconv.Itoa(10<<20) {
@@ -307,6 +322,68 @@ func TestIntegrationModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Poll(t, 30*time.Second, "node2's block back on node1", hasRoute)
+}
+
+// TestIntegrationJumbo checks a jumbo-frame underlay (klab up --mtu 9000):
+// pods get its MTU less VXLAN's 50 bytes, and a full-size pod packet
+// crosses whole (no fragments) in every mode, as does a 10 MB transfer.
+func TestIntegrationJumbo(t *testing.T) {
+	l := up(t, provision.PlanOptions{Name: "tm-jumbo", Masters: 1, Workers: 2, Subnets: 1, MTU: 9000})
+	cn, err := l.nc.API.ClusterNetworks().Get(context.Background(), api.ClusterNetworkName, metav1.GetOptions{})
+	if err != nil || cn.Spec.MTU != 8950 {
+		t.Fatalf("ClusterNetwork MTU: %v %+v, want 8950", err, cn)
+	}
+	pa := l.pod("a", "node1", "sleep", "3600")
+	pb := l.pod("b", "node2", "sh", "-c", "dd if=/dev/zero of=/tmp/big bs=1M count=10 && httpd -f -p 80 -h /tmp")
+	if got := strings.TrimSpace(l.exec("a", "cat", "/sys/class/net/eth0/mtu")); got != "8950" {
+		t.Fatalf("pod a's eth0 MTU %s, want 8950", got)
+	}
+	for _, tc := range []struct {
+		mode api.NetworkMode
+		how  string
+	}{{api.ModeBGP, "none"}, {api.ModeVXLAN, "vxlan vni 4096 port 4789"}, {api.ModeIPIP, "ipip"}} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			l.t = t
+			if _, err := l.nc.Switch(context.Background(), tc.mode, false, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			// 8922 bytes of data: an 8950-byte packet, the pod's MTU.
+			got := l.encapsulation("node1", pa.Status.PodIP, pb.Status.PodIP, func() {
+				l.exec("a", "ping", "-c1", "-W2", "-s", "8922", pb.Status.PodIP)
+			})
+			if got.how != tc.how || got.len != 8950 {
+				t.Errorf("a → b carried as %q, %d bytes inside; want %q, 8950", got.how, got.len, tc.how)
+			}
+			out := l.exec("a", "sh", "-c", "wget -qO- http://"+pb.Status.PodIP+"/big | wc -c")
+			if strings.TrimSpace(out) != strconv.Itoa(10<<20) {
+				t.Errorf("10 MB transfer a → b got %s bytes", strings.TrimSpace(out))
+			}
+		})
+	}
+	l.t = t
+
+	// A new MTU in the ClusterNetwork reaches pods created after it.
+	ctx := context.Background()
+	cn, err = l.nc.API.ClusterNetworks().Get(ctx, api.ClusterNetworkName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn.Spec.MTU = 8000
+	if _, err := l.nc.API.ClusterNetworks().Update(ctx, cn, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n1 := l.transport("node1")
+	testutil.Poll(t, 10*time.Second, "node1's CNI configuration to say mtu 8000", func() bool {
+		out, err := transport.Output(ctx, n1, "cat", "/etc/cni/net.d/10-klab.conflist")
+		return err == nil && strings.Contains(string(out), `"mtu": 8000`)
+	})
+	l.pod("c", "node1", "sleep", "3600")
+	if got := strings.TrimSpace(l.exec("c", "cat", "/sys/class/net/eth0/mtu")); got != "8000" {
+		t.Errorf("pod c, created after the change, has MTU %s, want 8000", got)
+	}
+	if got := strings.TrimSpace(l.exec("a", "cat", "/sys/class/net/eth0/mtu")); got != "8950" {
+		t.Errorf("pod a, created before the change, has MTU %s, want 8950 still", got)
+	}
 }
 
 func nodeBlock(t *testing.T, nc *netctl.Client, node string) string {

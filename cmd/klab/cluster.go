@@ -27,6 +27,7 @@ func (a *app) upCmd() *cobra.Command {
 		masters  int
 		nodes    int
 		subnets  int
+		mtu      int
 		mode     string
 		retain   bool
 		accel    string
@@ -42,10 +43,11 @@ VMs), and klab's components on them, started under each machine's supervisor.`,
   sudo klab up --nodes 4 --subnets 2   # nodes in two subnets joined by a router
   sudo klab up --name lab2 --nodes 1   # a second cluster beside the first
   sudo klab up --mode vxlan            # start in VXLAN mode
+  sudo klab up --mtu 9000              # a jumbo-frame underlay: pods get MTU 8950
   sudo klab up --provider libvirt      # nodes are VMs (klab's own node image)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plan := provision.PlanOptions{Name: a.cluster, Masters: o.masters, Workers: o.nodes, Subnets: o.subnets}
+			plan := provision.PlanOptions{Name: a.cluster, Masters: o.masters, Workers: o.nodes, Subnets: o.subnets, MTU: o.mtu}
 			if err := plan.Validate(); err != nil {
 				return err
 			}
@@ -96,6 +98,7 @@ VMs), and klab's components on them, started under each machine's supervisor.`,
 	cmd.Flags().IntVar(&o.masters, "masters", 1, "master nodes (1, 3 or 5: etcd needs a majority)")
 	cmd.Flags().IntVar(&o.nodes, "nodes", 2, "worker nodes (0 for a master-only cluster)")
 	cmd.Flags().IntVar(&o.subnets, "subnets", 1, "underlay subnets: 2 puts half the nodes behind a router")
+	cmd.Flags().IntVar(&o.mtu, "mtu", provision.DefaultMTU, "MTU of the underlay network; pods get 50 less, what VXLAN leaves")
 	cmd.Flags().StringVar(&o.mode, "mode", "bgp", "the pod network's mode: bgp, vxlan or ipip (switch later with klab net mode)")
 	cmd.Flags().BoolVar(&o.retain, "retain", false, "keep what was made if up fails, for debugging")
 	cmd.Flags().StringVar(&o.accel, "accel", "auto", "libvirt: kvm, tcg (plain QEMU emulation) or auto (a boot probe decides)")

@@ -138,6 +138,7 @@ CA; "klab up" starts one on every master under its supervisor.`,
 	f.StringVar(&o.NodePortRange, "service-node-port-range", o.NodePortRange, "range of NodePorts")
 	f.StringVar(&o.PodCIDR, "pod-cidr", o.PodCIDR, "pod network of the default ClusterNetwork")
 	f.StringVar(&o.NetworkMode, "network-mode", o.NetworkMode, "mode of the default ClusterNetwork: bgp, vxlan or ipip")
+	f.IntVar(&o.PodMTU, "pod-mtu", o.PodMTU, "pods' MTU in the default ClusterNetwork: the underlay's less 50 (VXLAN)")
 	f.Int64Var(&o.TolerationSeconds, "default-not-ready-toleration-seconds", o.TolerationSeconds, "how long pods stay on a not-ready or unreachable node")
 	f.Int64Var(&o.MaxRequestBytes, "max-request-bytes", o.MaxRequestBytes, "largest request body (413 beyond)")
 	return cmd

@@ -65,7 +65,7 @@ func (a *app) netStatusCmd() *cobra.Command {
 				return err
 			}
 			return output.Print(a.stdout, format, cn, func(tw *tabwriter.Writer, wide bool) {
-				fmt.Fprintf(tw, "mode %s\tpods %s\tgeneration %d\n\n", netctl.Spec(cn.Spec), cn.Spec.PodCIDR, cn.Generation)
+				fmt.Fprintf(tw, "mode %s\tpods %s\tpod MTU %d\tgeneration %d\n\n", netctl.Spec(cn.Spec), cn.Spec.PodCIDR, cn.Spec.MTU, cn.Generation)
 				fmt.Fprintln(tw, "NODE\tMODE\tIMPLEMENTATION\tCONVERGED\tSINCE\tMESSAGE")
 				for _, name := range sortedKeys(cn.Status.Nodes) {
 					s := cn.Status.Nodes[name]

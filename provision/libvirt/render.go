@@ -54,6 +54,7 @@ type networkData struct {
 	Prefix       int
 	Gateway      string
 	Routes       []netip.Prefix
+	MTU          int // the bridge's and its taps'
 }
 
 // networkXML is the libvirt network of subnet i: an isolated bridge (no
@@ -61,7 +62,7 @@ type networkData struct {
 // address and, with a router, routes to the others through it.
 func networkXML(c *provision.Cluster, i int) ([]byte, error) {
 	s := c.Subnets[i]
-	d := networkData{Name: NetworkName(c.Name, s), Bridge: BridgeName(c, i), Prefix: s.CIDR.Bits()}
+	d := networkData{Name: NetworkName(c.Name, s), Bridge: BridgeName(c, i), Prefix: s.CIDR.Bits(), MTU: c.MTU}
 	if i == 0 {
 		d.HostIP = c.HostIP.Addr().String()
 		if s.Gateway.IsValid() {
@@ -80,6 +81,7 @@ type nic struct {
 	Network string
 	MAC     string
 	Addr    netip.Prefix
+	MTU     int // QEMU offers it to the guest's virtio driver (host_mtu)
 }
 
 // route is a static route of a machine.
@@ -94,12 +96,12 @@ func machineNICs(c *provision.Cluster, n provision.Node) []nic {
 	if n.Role == provision.RoleRouter {
 		var out []nic
 		for i, s := range c.Subnets {
-			out = append(out, nic{Name: fmt.Sprintf("eth%d", i), Network: NetworkName(c.Name, s), MAC: MAC(c.Name, n.Name, i), Addr: netip.PrefixFrom(s.Gateway, s.CIDR.Bits())})
+			out = append(out, nic{Name: fmt.Sprintf("eth%d", i), Network: NetworkName(c.Name, s), MAC: MAC(c.Name, n.Name, i), Addr: netip.PrefixFrom(s.Gateway, s.CIDR.Bits()), MTU: c.MTU})
 		}
 		return out
 	}
 	s := c.Subnets[n.Subnet]
-	return []nic{{Name: "eth0", Network: NetworkName(c.Name, s), MAC: MAC(c.Name, n.Name, 0), Addr: netip.PrefixFrom(n.IP, s.CIDR.Bits())}}
+	return []nic{{Name: "eth0", Network: NetworkName(c.Name, s), MAC: MAC(c.Name, n.Name, 0), Addr: netip.PrefixFrom(n.IP, s.CIDR.Bits()), MTU: c.MTU}}
 }
 
 // machineRoutes are a machine's static routes: as on a real network, and

@@ -49,6 +49,9 @@ func TestNetworkXML(t *testing.T) {
 		if n.DNS == nil || n.DNS.Enable != "no" {
 			t.Errorf("subnet %d: DNS %+v, want disabled", i, n.DNS)
 		}
+		if n.MTU == nil || n.MTU.Size != 1500 {
+			t.Errorf("subnet %d: MTU %+v, want 1500", i, n.MTU)
+		}
 		switch {
 		case want.ip == "" && len(n.IPs) != 0:
 			t.Errorf("subnet %d: host address %+v", i, n.IPs)
@@ -68,6 +71,17 @@ func TestNetworkXML(t *testing.T) {
 	var n libvirtxml.Network
 	if err := n.Unmarshal(string(x)); err != nil || len(n.Routes) != 0 {
 		t.Errorf("one subnet: %v routes %+v", err, n.Routes)
+	}
+	jumbo, err := provision.Plan(provision.PlanOptions{Name: "kvj", Provider: "libvirt", Masters: 1, Workers: 1, Subnets: 1, MTU: 9000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ = networkXML(jumbo, 0)
+	if err := n.Unmarshal(string(x)); err != nil || n.MTU == nil || n.MTU.Size != 9000 {
+		t.Errorf("jumbo: %v MTU %+v, want 9000", err, n.MTU)
+	}
+	if nics := machineNICs(jumbo, jumbo.Nodes[1]); len(nics) != 1 || nics[0].MTU != 9000 {
+		t.Errorf("jumbo: NICs %+v, want MTU 9000", nics)
 	}
 }
 
@@ -102,6 +116,9 @@ func TestDomainXML(t *testing.T) {
 			nics := d.Devices.Interfaces
 			if len(nics) != 1 || nics[0].Source.Network.Network != "klab-kvx-b" || nics[0].Model.Type != "virtio" || nics[0].MAC.Address != MAC("kvx", "node2", 0) {
 				t.Errorf("interfaces %+v", nics)
+			}
+			if len(nics) == 1 && (nics[0].MTU == nil || nics[0].MTU.Size != 1500) {
+				t.Errorf("interface MTU %+v, want the underlay's 1500", nics[0].MTU)
 			}
 			if len(d.Devices.Serials) != 1 || d.Devices.Serials[0].Log == nil || d.Devices.Serials[0].Log.File != "/state/nodes/node2/serial.log" {
 				t.Errorf("serial %+v", d.Devices.Serials)

@@ -47,7 +47,7 @@ func (p *Provider) CreateNetwork(ctx context.Context, c *provision.Cluster) erro
 		return err
 	}
 	for _, s := range c.Subnets {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName(s)}}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName(s), MTU: c.MTU}}
 		if err := h.LinkAdd(br); err != nil {
 			return fmt.Errorf("create bridge %s: %w", br.Name, err)
 		}
@@ -56,7 +56,7 @@ func (p *Provider) CreateNetwork(ctx context.Context, c *provision.Cluster) erro
 		}
 	}
 	// The host's link: how the host (kubectl, the CLI) reaches the cluster.
-	hl := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: c.HostLink}, PeerName: "host", PeerNamespace: netlink.NsFd(int(uh))}
+	hl := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: c.HostLink, MTU: c.MTU}, PeerName: "host", PeerNamespace: netlink.NsFd(int(uh))}
 	if err := netlink.LinkAdd(hl); err != nil {
 		return fmt.Errorf("create host link %s: %w", c.HostLink, err)
 	}
@@ -195,7 +195,7 @@ func (p *Provider) wire(c *provision.Cluster, n provision.Node) error {
 		return err
 	}
 	for _, i := range interfaces(c, n) {
-		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: i.peer}, PeerName: i.name, PeerNamespace: netlink.NsFd(int(nns))}
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: i.peer, MTU: c.MTU}, PeerName: i.name, PeerNamespace: netlink.NsFd(int(nns))}
 		if err := uh.LinkAdd(v); err != nil {
 			return fmt.Errorf("create veth %s: %w", i.peer, err)
 		}
