@@ -138,6 +138,7 @@ type statusView struct {
 	Phase    provision.Phase    `json:"phase"`
 	Created  time.Time          `json:"created"`
 	Subnets  []provision.Subnet `json:"subnets"`
+	MTU      int                `json:"mtu"`
 	HostLink string             `json:"hostLink"`
 	HostIP   string             `json:"hostIP"`
 	Nodes    []nodeView         `json:"nodes"`
@@ -171,7 +172,7 @@ func (a *app) statusCmd() *cobra.Command {
 			return output.Print(a.stdout, format, v, func(tw *tabwriter.Writer, wide bool) {
 				fmt.Fprintf(tw, "cluster %s\tprovider %s\t%s\n", v.Name, v.Provider, v.Phase)
 				for _, s := range v.Subnets {
-					fmt.Fprintf(tw, "underlay %s\t%s\t", s.Name, s.CIDR)
+					fmt.Fprintf(tw, "underlay %s\t%s mtu %d\t", s.Name, s.CIDR, v.MTU)
 					if s.Gateway.IsValid() {
 						fmt.Fprintf(tw, "router %s", s.Gateway)
 					}
@@ -205,7 +206,7 @@ func (a *app) statusCmd() *cobra.Command {
 // collectStatus asks the provider for every machine's state, and every
 // running machine's supervisor for its components.
 func collectStatus(ctx context.Context, c *provision.Cluster, p provision.Provider) statusView {
-	v := statusView{Name: c.Name, Provider: c.Provider, Phase: c.Phase, Created: c.Created, Subnets: c.Subnets, HostLink: c.HostLink, HostIP: c.HostIP.String()}
+	v := statusView{Name: c.Name, Provider: c.Provider, Phase: c.Phase, Created: c.Created, Subnets: c.Subnets, MTU: c.MTU, HostLink: c.HostLink, HostIP: c.HostIP.String()}
 	states, err := p.Nodes(ctx, c)
 	byName := map[string]string{}
 	for _, s := range states {
