@@ -138,7 +138,6 @@ func listWatch[T runtime.Object, L runtime.Object](ctx context.Context, r *api.R
 	}
 }
 
-// clusterNetwork is the ClusterNetwork the node follows.
 // writeCNIConf keeps the node's CNI configuration in step with the
 // ClusterNetwork, as confd renders Calico's: the node's pod block and the
 // pods' MTU, which pods created from then on get. It returns the file.
@@ -164,6 +163,7 @@ func (n *network) writeCNIConf() (string, error) {
 	return path, nil
 }
 
+// clusterNetwork is the ClusterNetwork the node follows.
 func (n *network) clusterNetwork() (*api.ClusterNetwork, bool) {
 	o, ok, _ := n.networks.GetByKey(api.ClusterNetworkName)
 	if !ok {
