@@ -16,87 +16,24 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/klab-dev/klab/cluster/api"
-	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/client/podio"
-	"github.com/klab-dev/klab/cluster/install"
 	"github.com/klab-dev/klab/cluster/netctl"
+	"github.com/klab-dev/klab/internal/e2etest"
 	"github.com/klab-dev/klab/internal/testutil"
 	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/netmodes/capture"
 	"github.com/klab-dev/klab/provision"
 	"github.com/klab-dev/klab/provision/netns"
-	"github.com/klab-dev/klab/provision/transport"
 )
 
-type lab struct {
-	t  *testing.T
-	c  *provision.Cluster
-	p  provision.Provider
-	nc *netctl.Client
-}
+// lab is a test's netns cluster.
+type lab struct{ *e2etest.Cluster }
 
-func (l *lab) exec(pod string, cmd ...string) string {
-	l.t.Helper()
-	cfg, err := client.Config(l.c.Name, "")
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	code, err := podio.Exec(context.Background(), cfg, "default", pod, podio.ExecOptions{Command: cmd, Stdout: &out, Stderr: &errb})
-	if err != nil || code != 0 {
-		l.t.Fatalf("exec %s %v: code %d, %v: %s%s", pod, cmd, code, err, out.String(), errb.String())
-	}
-	return out.String()
-}
-
-func (l *lab) transport(node string) transport.Transport {
-	l.t.Helper()
-	t, err := l.p.Transport(l.c, node)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return t
-}
-
-func (l *lab) pod(name, node string, cmd ...string) *corev1.Pod {
-	l.t.Helper()
-	ctx := context.Background()
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{NodeName: node,
-		Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: cmd}}}}
-	if _, err := l.nc.Kube.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
-		l.t.Fatal(err)
-	}
-	testutil.Poll(l.t, time.Minute, name+" running", func() bool {
-		p, _ = l.nc.Kube.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
-		return p != nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != ""
-	})
-	return p
-}
-
-// up creates a netns cluster for the test, removed when it ends.
-func up(t *testing.T, plan provision.PlanOptions) *lab {
-	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.RequireCommand(t, "nsenter")
-	t.Setenv("KLAB_STATE_DIR", t.TempDir())
-	bin := testutil.KlabBinary(t)
-	p := netns.New(bin)
-	c, err := install.Up(context.Background(), install.Options{Plan: plan, Provider: p, Binary: bin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		install.Down(context.Background(), c.Name, func(string) (provision.Provider, error) { return p, nil }, nil)
-	})
-	cfg, err := client.Config(c.Name, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := netctl.New(cfg, install.PKIDir(c.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &lab{t: t, c: c, p: p, nc: nc}
+// pod starts a busybox pod running cmd on node and waits until it is ready.
+func (l lab) pod(name, node string, cmd ...string) *corev1.Pod {
+	l.T.Helper()
+	l.Create(e2etest.Busybox(name, node, nil, cmd...))
+	return l.Ready(name)
 }
 
 // wire is how a packet crossed the underlay: "none", "vxlan" (with its
@@ -109,11 +46,11 @@ type wire struct {
 // encapsulation captures, on the underlay bridge's port of node from, one
 // ICMP echo request from src to dst sent while fn runs, and says how it
 // was carried.
-func (l *lab) encapsulation(from, src, dst string, fn func()) wire {
-	l.t.Helper()
-	ns, err := netmodes.OpenNetns("/run/netns/" + netns.NetNSName(l.c.Name, "underlay"))
+func (l lab) encapsulation(from, src, dst string, fn func()) wire {
+	l.T.Helper()
+	ns, err := netmodes.OpenNetns("/run/netns/" + netns.NetNSName(l.C.Name, "underlay"))
 	if err != nil {
-		l.t.Fatal(err)
+		l.T.Fatal(err)
 	}
 	defer ns.Close()
 	var c *capture.Capture
@@ -122,7 +59,7 @@ func (l *lab) encapsulation(from, src, dst string, fn func()) wire {
 		c, err = capture.Open(from, capture.Options{})
 		return err
 	}); err != nil {
-		l.t.Fatal(err)
+		l.T.Fatal(err)
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -191,10 +128,15 @@ func carried(pkt gopacket.Packet, src, dst string) (wire, bool) {
 // the old mode, and a stopped agent's routes are withdrawn.
 func TestIntegrationModes(t *testing.T) {
 	testutil.RequireCommand(t, "bird")
-	l := up(t, provision.PlanOptions{Name: "tm-modes", Masters: 1, Workers: 2, Subnets: 2})
-	c, nc, ctx := l.c, l.nc, context.Background()
+	l := lab{e2etest.UpPlan(t, provision.PlanOptions{Name: "tm-modes", Masters: 1, Workers: 2, Subnets: 2})}
+	c, nc, ctx := l.C, l.NC, context.Background()
 	// Plain BGP across the router needs the router to learn the routes.
-	if err := nc.PeerRouter(ctx, c, l.transport("router"), api.DefaultASN); err != nil {
+	router, err := l.P.Transport(c, "router")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	if err := nc.PeerRouter(ctx, c, router, api.DefaultASN); err != nil {
 		t.Fatal(err)
 	}
 
@@ -221,29 +163,29 @@ func TestIntegrationModes(t *testing.T) {
 			name += " cross-subnet"
 		}
 		t.Run(name, func(t *testing.T) {
-			l.t = t
+			l.T = t
 			if _, err := nc.Switch(ctx, tc.mode, tc.crossSubnet, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			got := l.encapsulation("node1", pa.Status.PodIP, pb.Status.PodIP, func() {
-				l.exec("a", "ping", "-c1", "-W2", "-s", "1400", pb.Status.PodIP)
+				l.MustExec("a", "ping", "-c1", "-W2", "-s", "1400", pb.Status.PodIP)
 			})
 			if got.how != tc.across || got.len != 20+8+1400 {
 				t.Errorf("a → b (across the router) carried as %q, %d bytes inside; want %q, 1428", got.how, got.len, tc.across)
 			}
 			got = l.encapsulation("master", pm.Status.PodIP, pa.Status.PodIP, func() {
-				l.exec("m", "ping", "-c1", "-W2", pa.Status.PodIP)
+				l.MustExec("m", "ping", "-c1", "-W2", pa.Status.PodIP)
 			})
 			if got.how != tc.within {
 				t.Errorf("m → a (one subnet) carried as %q, want %q", got.how, tc.within)
 			}
-			out := l.exec("a", "sh", "-c", "wget -qO- http://"+pb.Status.PodIP+"/big | wc -c")
-			if strings.TrimSpace(out) != strconv.Itoa(10<<20) {
-				t.Errorf("10 MB transfer a → b got %s bytes", strings.TrimSpace(out))
+			out := l.MustExec("a", "sh", "-c", "wget -qO- http://"+pb.Status.PodIP+"/big | wc -c")
+			if out != strconv.Itoa(10<<20) {
+				t.Errorf("10 MB transfer a → b got %s bytes", out)
 			}
 		})
 	}
-	l.t = t
+	l.T = t
 
 	// Live switches with a ping every 10 ms running.
 	if _, err := nc.Switch(ctx, api.ModeBGP, false, 30*time.Second); err != nil {
@@ -251,9 +193,8 @@ func TestIntegrationModes(t *testing.T) {
 	}
 	done := make(chan string, 1)
 	go func() {
-		cfg, _ := client.Config(c.Name, "")
 		var out bytes.Buffer
-		code, err := podio.Exec(ctx, cfg, "default", "a", podio.ExecOptions{Command: []string{"ping", "-q", "-i", "0.01", "-c", "1000", "-W", "1", pb.Status.PodIP}, Stdout: &out, Stderr: &out})
+		code, err := podio.Exec(ctx, l.Cfg, "default", "a", podio.ExecOptions{Command: []string{"ping", "-q", "-i", "0.01", "-c", "1000", "-W", "1", pb.Status.PodIP}, Stdout: &out, Stderr: &out})
 		done <- fmt.Sprintf("%s(exit %d, %v)", out.String(), code, err)
 	}()
 	for _, m := range []api.NetworkMode{api.ModeVXLAN, api.ModeIPIP, api.ModeBGP} {
@@ -313,12 +254,11 @@ func TestIntegrationModes(t *testing.T) {
 		}
 		return false
 	}
-	n2 := l.transport("node2")
-	if err := n2.Run(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise", "stop", "agent"}}); err != nil {
+	if _, err := l.OnNode("node2", provision.NodeBinary, "supervise", "stop", "agent"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Poll(t, 10*time.Second, "node1 to withdraw node2's block "+block, func() bool { return !hasRoute() })
-	if err := n2.Run(ctx, transport.Cmd{Args: []string{provision.NodeBinary, "supervise", "start", "agent"}}); err != nil {
+	if _, err := l.OnNode("node2", provision.NodeBinary, "supervise", "start", "agent"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Poll(t, 30*time.Second, "node2's block back on node1", hasRoute)
@@ -328,14 +268,14 @@ func TestIntegrationModes(t *testing.T) {
 // pods get its MTU less VXLAN's 50 bytes, and a full-size pod packet
 // crosses whole (no fragments) in every mode, as does a 10 MB transfer.
 func TestIntegrationJumbo(t *testing.T) {
-	l := up(t, provision.PlanOptions{Name: "tm-jumbo", Masters: 1, Workers: 2, Subnets: 1, MTU: 9000})
-	cn, err := l.nc.API.ClusterNetworks().Get(context.Background(), api.ClusterNetworkName, metav1.GetOptions{})
+	l := lab{e2etest.UpPlan(t, provision.PlanOptions{Name: "tm-jumbo", Masters: 1, Workers: 2, Subnets: 1, MTU: 9000})}
+	cn, err := l.NC.API.ClusterNetworks().Get(context.Background(), api.ClusterNetworkName, metav1.GetOptions{})
 	if err != nil || cn.Spec.MTU != 8950 {
 		t.Fatalf("ClusterNetwork MTU: %v %+v, want 8950", err, cn)
 	}
 	pa := l.pod("a", "node1", "sleep", "3600")
 	pb := l.pod("b", "node2", "sh", "-c", "dd if=/dev/zero of=/tmp/big bs=1M count=10 && httpd -f -p 80 -h /tmp")
-	if got := strings.TrimSpace(l.exec("a", "cat", "/sys/class/net/eth0/mtu")); got != "8950" {
+	if got := l.MustExec("a", "cat", "/sys/class/net/eth0/mtu"); got != "8950" {
 		t.Fatalf("pod a's eth0 MTU %s, want 8950", got)
 	}
 	for _, tc := range []struct {
@@ -343,45 +283,44 @@ func TestIntegrationJumbo(t *testing.T) {
 		how  string
 	}{{api.ModeBGP, "none"}, {api.ModeVXLAN, "vxlan vni 4096 port 4789"}, {api.ModeIPIP, "ipip"}} {
 		t.Run(string(tc.mode), func(t *testing.T) {
-			l.t = t
-			if _, err := l.nc.Switch(context.Background(), tc.mode, false, 30*time.Second); err != nil {
+			l.T = t
+			if _, err := l.NC.Switch(context.Background(), tc.mode, false, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			// 8922 bytes of data: an 8950-byte packet, the pod's MTU.
 			got := l.encapsulation("node1", pa.Status.PodIP, pb.Status.PodIP, func() {
-				l.exec("a", "ping", "-c1", "-W2", "-s", "8922", pb.Status.PodIP)
+				l.MustExec("a", "ping", "-c1", "-W2", "-s", "8922", pb.Status.PodIP)
 			})
 			if got.how != tc.how || got.len != 8950 {
 				t.Errorf("a → b carried as %q, %d bytes inside; want %q, 8950", got.how, got.len, tc.how)
 			}
-			out := l.exec("a", "sh", "-c", "wget -qO- http://"+pb.Status.PodIP+"/big | wc -c")
-			if strings.TrimSpace(out) != strconv.Itoa(10<<20) {
-				t.Errorf("10 MB transfer a → b got %s bytes", strings.TrimSpace(out))
+			out := l.MustExec("a", "sh", "-c", "wget -qO- http://"+pb.Status.PodIP+"/big | wc -c")
+			if out != strconv.Itoa(10<<20) {
+				t.Errorf("10 MB transfer a → b got %s bytes", out)
 			}
 		})
 	}
-	l.t = t
+	l.T = t
 
 	// A new MTU in the ClusterNetwork reaches pods created after it.
 	ctx := context.Background()
-	cn, err = l.nc.API.ClusterNetworks().Get(ctx, api.ClusterNetworkName, metav1.GetOptions{})
+	cn, err = l.NC.API.ClusterNetworks().Get(ctx, api.ClusterNetworkName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cn.Spec.MTU = 8000
-	if _, err := l.nc.API.ClusterNetworks().Update(ctx, cn, metav1.UpdateOptions{}); err != nil {
+	if _, err := l.NC.API.ClusterNetworks().Update(ctx, cn, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	n1 := l.transport("node1")
 	testutil.Poll(t, 10*time.Second, "node1's CNI configuration to say mtu 8000", func() bool {
-		out, err := transport.Output(ctx, n1, "cat", "/etc/cni/net.d/10-klab.conflist")
-		return err == nil && strings.Contains(string(out), `"mtu": 8000`)
+		out, err := l.OnNode("node1", "cat", "/etc/cni/net.d/10-klab.conflist")
+		return err == nil && strings.Contains(out, `"mtu": 8000`)
 	})
 	l.pod("c", "node1", "sleep", "3600")
-	if got := strings.TrimSpace(l.exec("c", "cat", "/sys/class/net/eth0/mtu")); got != "8000" {
+	if got := l.MustExec("c", "cat", "/sys/class/net/eth0/mtu"); got != "8000" {
 		t.Errorf("pod c, created after the change, has MTU %s, want 8000", got)
 	}
-	if got := strings.TrimSpace(l.exec("a", "cat", "/sys/class/net/eth0/mtu")); got != "8950" {
+	if got := l.MustExec("a", "cat", "/sys/class/net/eth0/mtu"); got != "8950" {
 		t.Errorf("pod a, created before the change, has MTU %s, want 8950 still", got)
 	}
 }

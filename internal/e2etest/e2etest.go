@@ -44,6 +44,12 @@ type Cluster struct {
 // a temporary directory, and deletes it when the test ends.
 func Up(t testing.TB, name string) *Cluster {
 	t.Helper()
+	return UpPlan(t, provision.PlanOptions{Name: name, Masters: 1, Workers: 2, Subnets: 1})
+}
+
+// UpPlan is Up for any plan: more subnets, another MTU.
+func UpPlan(t testing.TB, plan provision.PlanOptions) *Cluster {
+	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireCommand(t, "nsenter", "ip")
 	t.Setenv("KLAB_STATE_DIR", t.TempDir())
@@ -51,7 +57,7 @@ func Up(t testing.TB, name string) *Cluster {
 	p := netns.New(bin)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := install.Up(ctx, install.Options{Plan: provision.PlanOptions{Name: name, Masters: 1, Workers: 2, Subnets: 1}, Provider: p, Binary: bin})
+	c, err := install.Up(ctx, install.Options{Plan: plan, Provider: p, Binary: bin})
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
