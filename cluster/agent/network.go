@@ -152,8 +152,7 @@ func (n *network) writeCNIConf() (string, error) {
 	if mtu == n.confMTU {
 		return path, nil
 	}
-	path, err := cni.WriteConfList(n.cfg.CNIConfDir, cni.ConfListOptions{PodCIDR: n.self.Block, MTU: int(mtu)})
-	if err != nil {
+	if _, err := cni.WriteConfList(n.cfg.CNIConfDir, cni.ConfListOptions{PodCIDR: n.self.Block, MTU: int(mtu)}); err != nil {
 		return "", err
 	}
 	if n.confMTU != 0 {

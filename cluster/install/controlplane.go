@@ -22,6 +22,7 @@ import (
 	"github.com/klab-dev/klab/cluster/store"
 	"github.com/klab-dev/klab/cluster/supervisor"
 	"github.com/klab-dev/klab/internal/progress"
+	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/provision"
 )
 
@@ -202,7 +203,9 @@ func (cp *controlPlane) masterComponents(m provision.Node, initialCluster []stri
 			"--advertise-address", m.IP.String(),
 			"--service-cluster-ip-range", cp.c.ServiceCIDR.String(),
 			"--pod-cidr", cp.c.PodCIDR.String(),
-			"--pod-mtu", strconv.Itoa(podMTU(cp.c)),
+			// The pods' MTU: what VXLAN, the largest encapsulation,
+			// leaves of the underlay's.
+			"--pod-mtu", strconv.Itoa(cp.c.MTU - netmodes.VXLANOverhead),
 		}},
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -18,7 +17,6 @@ import (
 	"github.com/klab-dev/klab/cluster/netctl"
 	"github.com/klab-dev/klab/cluster/supervisor"
 	"github.com/klab-dev/klab/internal/progress"
-	"github.com/klab-dev/klab/netmodes"
 	"github.com/klab-dev/klab/provision"
 )
 
@@ -56,10 +54,6 @@ func addNodeComponents(c *provision.Cluster, cp *controlPlane) error {
 	return nil
 }
 
-// podMTU is the pods' MTU on c's underlay: what VXLAN, the largest
-// encapsulation, leaves of it.
-func podMTU(c *provision.Cluster) int { return c.MTU - netmodes.VXLANOverhead }
-
 // startNodes waits for the agents and the network: every node registered
 // and Ready (it has its pod block and CNI configuration), and every node's
 // network agent converged to the cluster's mode, each within timeout.
@@ -72,13 +66,8 @@ func startNodes(ctx context.Context, c *provision.Cluster, mode api.NetworkMode,
 	if err != nil {
 		return err
 	}
-	cn := &api.ClusterNetwork{
-		ObjectMeta: metav1.ObjectMeta{Name: api.ClusterNetworkName},
-		Spec:       api.ClusterNetworkSpec{Mode: mode, PodCIDR: c.PodCIDR.String(), MTU: int32(podMTU(c))},
-	}
-	if _, err := nc.API.ClusterNetworks().Create(ctx, cn, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create the ClusterNetwork: %w", err)
-	}
+	// The API server made the ClusterNetwork before it was ready (from
+	// --pod-cidr and --pod-mtu); the mode is switched to below.
 	members := c.Members()
 	if err := pr.Do(fmt.Sprintf("agents on %d nodes registered and Ready", len(members)), func(*progress.Step) error {
 		return waitNodesReady(ctx, nc, members, timeout)
