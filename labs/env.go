@@ -19,6 +19,7 @@ import (
 	"github.com/klab-dev/klab/cluster/client/podio"
 	"github.com/klab-dev/klab/cluster/client/resources"
 	"github.com/klab-dev/klab/cluster/netctl"
+	"github.com/klab-dev/klab/internal/iox"
 	"github.com/klab-dev/klab/provision"
 	"github.com/klab-dev/klab/provision/providers"
 	"github.com/klab-dev/klab/provision/transport"
@@ -132,30 +133,12 @@ func (e *Env) mustOnNode(ctx context.Context, node string, argv ...string) (stri
 // returns its combined output and exit code.
 func (e *Env) inPod(ctx context.Context, ref, container string, argv ...string) (string, int, error) {
 	ns, name := splitRef(ref)
-	var out lockedBuffer
+	var out iox.Buffer
 	code, err := podio.Exec(ctx, e.Config, ns, name, podio.ExecOptions{Container: container, Command: argv, Stdout: &out, Stderr: &out})
 	if err != nil {
 		return out.String(), -1, fmt.Errorf("exec in pod %s/%s: %w", ns, name, err)
 	}
 	return out.String(), code, nil
-}
-
-// lockedBuffer is a buffer two streams may write to at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // shell runs script with sh on the host, as the student would: klab on
@@ -168,7 +151,7 @@ func (e *Env) shell(ctx context.Context, script string) (string, int, error) {
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
 	cmd.Env = append(os.Environ(), "KLAB_CLUSTER="+e.Cluster.Name, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	var out lockedBuffer
+	var out iox.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 2 * time.Second
 	err = cmd.Run()

@@ -9,12 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/klab-dev/klab/internal/iox"
 	"github.com/klab-dev/klab/internal/testutil"
 )
 
@@ -241,7 +241,7 @@ func TestCLILog(t *testing.T) {
 
 	// -f prints calls as they are made (after the last one, printed once
 	// the follower runs).
-	var follow syncBuffer
+	var follow iox.Buffer
 	cmd := exec.Command(bin, "cni", "log", "--log", logPath, "--tail", "1", "-f")
 	cmd.Stdout = &follow
 	if err := cmd.Start(); err != nil {
@@ -263,23 +263,6 @@ func TestCLILog(t *testing.T) {
 	if strings.Count(follow.String(), "=== ") != 2 {
 		t.Errorf("--tail 1 -f printed other calls than the last and the new one:\n%s", follow.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRuntimeUndoesAFailedAdd(t *testing.T) {

@@ -2,6 +2,7 @@
 package iox
 
 import (
+	"bytes"
 	"io"
 	"reflect"
 	"sync"
@@ -29,4 +30,24 @@ func (l *Locked) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.W.Write(p)
+}
+
+// Buffer is a bytes.Buffer that writers and a reader may use at once:
+// a command's two streams, or a command still writing while a test reads.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/klab-dev/klab/cluster/client"
 	"github.com/klab-dev/klab/cluster/client/resources"
 	"github.com/klab-dev/klab/cluster/pki"
+	"github.com/klab-dev/klab/internal/iox"
 	"github.com/klab-dev/klab/internal/testutil"
 )
 
@@ -67,24 +67,6 @@ spec:
       - name: web
         image: klab/web:2
 `
-
-// syncBuffer is a buffer a command writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func manifests(t *testing.T, text string) []resources.Manifest {
 	t.Helper()
@@ -300,7 +282,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		}
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
-		var buf syncBuffer
+		var buf iox.Buffer
 		done := make(chan error, 1)
 		go func() {
 			done <- c.Get(wctx, &buf, &buf, ts, resources.GetOptions{Namespace: "kube-system", Watch: true})
@@ -330,7 +312,7 @@ func TestAgainstAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		ts, _ := c.Targets([]string{"deploy/web"})
-		var buf syncBuffer
+		var buf iox.Buffer
 		done := make(chan error, 1)
 		go func() { done <- c.RolloutStatus(ctx, &buf, ts, "", true, 30*time.Second) }()
 		testutil.Poll(t, 10*time.Second, "the waiting line", func() bool {
