@@ -39,7 +39,11 @@ type Config struct {
 	// client and peer certificates must be signed by.
 	CertFile, KeyFile, CAFile string
 	// ProgressNotify is how often idle watchers hear the current revision
-	// (the API server turns it into watch bookmarks).
+	// (the API server turns it into watch bookmarks); default a minute, the
+	// upstream API server's bookmark frequency. Every informer holds a
+	// watch, and each notification is a message through etcd, the API
+	// server and the client: at 5 s, on an idle cluster of three emulated
+	// VMs, they were four in five of etcd's messages.
 	ProgressNotify time.Duration
 	// LogLevel of etcd's own log: debug, info, warn or error.
 	LogLevel string
@@ -190,7 +194,7 @@ func (c Config) embedConfig() (*embed.Config, error) {
 	}
 	cfg.WatchProgressNotifyInterval = c.ProgressNotify
 	if cfg.WatchProgressNotifyInterval == 0 {
-		cfg.WatchProgressNotifyInterval = 5 * time.Second
+		cfg.WatchProgressNotifyInterval = time.Minute
 	}
 	// History for resumed watches; the API server answers 410 Gone for
 	// older revisions.
