@@ -259,9 +259,12 @@ type Comparison struct {
 	// Path and Underlay are the medians over the rounds.
 	Path     BenchResult `json:"path"`
 	Underlay BenchResult `json:"underlay"`
-	// Ratio is the median of the rounds' throughput ratios.
-	Ratio  float64 `json:"ratio"`
-	Rounds int     `json:"rounds"`
+	// Ratio is the median of the rounds' throughput ratios; RatioMin and
+	// RatioMax are the lowest and highest, the spread a noisy machine gives.
+	Ratio    float64 `json:"ratio"`
+	RatioMin float64 `json:"ratioMin"`
+	RatioMax float64 `json:"ratioMax"`
+	Rounds   int     `json:"rounds"`
 }
 
 // Compare measures path (pod to pod) and underlay (node to node) in turn,
@@ -285,7 +288,8 @@ func Compare(ctx context.Context, path, underlay Dialer, opt BenchOptions, round
 		us, ps, ratios = append(us, u), append(ps, p), append(ratios, p.Ratio(u))
 	}
 	slices.Sort(ratios)
-	return Comparison{Path: median(ps), Underlay: median(us), Ratio: ratios[len(ratios)/2], Rounds: rounds}, nil
+	return Comparison{Path: median(ps), Underlay: median(us), Ratio: ratios[len(ratios)/2],
+		RatioMin: ratios[0], RatioMax: ratios[len(ratios)-1], Rounds: rounds}, nil
 }
 
 // median is the result with the median throughput, with the median RTT.

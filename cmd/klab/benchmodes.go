@@ -80,20 +80,20 @@ put back at the end.`,
 			}
 			return output.Print(a.stdout, o.format, r, func(tw *tabwriter.Writer, wide bool) {
 				fmt.Fprintf(tw, "pod on %s → pod on %s, medians of %d rounds\n", r.From, r.To, o.rounds)
-				fmt.Fprintln(tw, "MODE\tPOD→POD\tUNDERLAY\tRATIO\tRTT POD\tRTT UNDERLAY\t")
+				fmt.Fprintln(tw, "MODE\tPOD→POD\tUNDERLAY\tRATIO\tRATIO RANGE\tRTT POD\tRTT UNDERLAY\t")
 				max := 0.0
 				for _, m := range r.Results {
 					max = maxf(max, m.Result.Underlay.BitsPerSecond, m.Result.Path.BitsPerSecond)
 				}
 				for _, m := range r.Results {
-					fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%.2f\t%s\t%s\t\n", m.Mode, m.Implementation, gbits(m.Result.Path), gbits(m.Result.Underlay),
-						m.Result.Ratio, m.Result.Path.RTT, m.Result.Underlay.RTT)
+					fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%.2f\t%.2f–%.2f\t%s\t%s\t\n", m.Mode, m.Implementation, gbits(m.Result.Path), gbits(m.Result.Underlay),
+						m.Result.Ratio, m.Result.RatioMin, m.Result.RatioMax, m.Result.Path.RTT, m.Result.Underlay.RTT)
 				}
 				fmt.Fprintln(tw)
 				for _, m := range r.Results {
-					fmt.Fprintf(tw, "%-6s\t%s %.2f\t\t\t\t\t\n", m.Mode, bar(m.Result.Ratio, 40), m.Result.Ratio)
+					fmt.Fprintf(tw, "%-6s\t%s %.2f\t\t\t\t\t\t\n", m.Mode, bar(m.Result.Ratio, 40), m.Result.Ratio)
 				}
-				fmt.Fprintf(tw, "%-6s\t%s 1.00\t\t\t\t\t\n", "raw", bar(1, 40))
+				fmt.Fprintf(tw, "%-6s\t%s 1.00\t\t\t\t\t\t\n", "raw", bar(1, 40))
 			})
 		},
 	}
