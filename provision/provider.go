@@ -29,6 +29,12 @@ type Provider interface {
 	Transport(c *Cluster, node string) (transport.Transport, error)
 }
 
+// Describer is a Provider that can say how a cluster's machines run: the
+// libvirt provider says whether its VMs have KVM or are emulated, and why.
+type Describer interface {
+	Describe(c *Cluster) string
+}
+
 // NodeState is what a provider knows of a machine.
 type NodeState struct {
 	Name  string `json:"name"`

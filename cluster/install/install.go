@@ -90,8 +90,14 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 	}); err != nil {
 		return c, err
 	}
-	if err := o.Progress.Do("nodes "+strings.Join(memberNames(c), ", "), func(*progress.Step) error {
-		return o.Provider.CreateNodes(ctx, c)
+	if err := o.Progress.Do("nodes "+strings.Join(memberNames(c), ", "), func(s *progress.Step) error {
+		if err := o.Provider.CreateNodes(ctx, c); err != nil {
+			return err
+		}
+		if d, ok := o.Provider.(provision.Describer); ok && d.Describe(c) != "" {
+			s.Rename("nodes " + strings.Join(memberNames(c), ", ") + " (" + d.Describe(c) + ")")
+		}
+		return nil
 	}); err != nil {
 		return c, err
 	}
@@ -102,7 +108,7 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 	if err := addNodeComponents(c, cp); err != nil {
 		return c, err
 	}
-	slow := time.Duration(slowdown(o.Provider, c))
+	slow := time.Duration(Slowdown(o.Provider, c))
 	if err := o.Progress.Do(fmt.Sprintf("supervisors on %d machines", len(c.Nodes)), func(*progress.Step) error {
 		bundles := cp.bundles
 		// Files first, on every machine, and only then processes: a
@@ -141,9 +147,9 @@ type Slow interface {
 	Slowdown(c *provision.Cluster) int
 }
 
-// slowdown is how many times as long as for namespaces up waits for the
-// components on c's machines.
-func slowdown(p provision.Provider, c *provision.Cluster) int {
+// Slowdown is how many times as long as for namespaces up (or anything
+// else that talks to c's machines) waits for the components on them.
+func Slowdown(p provision.Provider, c *provision.Cluster) int {
 	if s, ok := p.(Slow); ok {
 		return max(1, s.Slowdown(c))
 	}

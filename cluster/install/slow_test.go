@@ -25,8 +25,8 @@ func TestSlowdown(t *testing.T) {
 		{slowProvider{n: 1}, 1},
 		{slowProvider{n: 0}, 1}, // never shorter
 	} {
-		if got := slowdown(tc.p, c); got != tc.want {
-			t.Errorf("slowdown(%T %+v) = %d, want %d", tc.p, tc.p, got, tc.want)
+		if got := Slowdown(tc.p, c); got != tc.want {
+			t.Errorf("Slowdown(%T %+v) = %d, want %d", tc.p, tc.p, got, tc.want)
 		}
 	}
 }

@@ -135,6 +135,7 @@ It works from the cluster's state even when processes died or up was interrupted
 type statusView struct {
 	Name     string             `json:"name"`
 	Provider string             `json:"provider"`
+	Machines string             `json:"machines,omitempty"`
 	Phase    provision.Phase    `json:"phase"`
 	Created  time.Time          `json:"created"`
 	Subnets  []provision.Subnet `json:"subnets"`
@@ -171,6 +172,9 @@ func (a *app) statusCmd() *cobra.Command {
 			v := collectStatus(cmd.Context(), c, p)
 			return output.Print(a.stdout, format, v, func(tw *tabwriter.Writer, wide bool) {
 				fmt.Fprintf(tw, "cluster %s\tprovider %s\t%s\n", v.Name, v.Provider, v.Phase)
+				if v.Machines != "" {
+					fmt.Fprintf(tw, "machines\t%s\t\n", v.Machines)
+				}
 				for _, s := range v.Subnets {
 					fmt.Fprintf(tw, "underlay %s\t%s mtu %d\t", s.Name, s.CIDR, v.MTU)
 					if s.Gateway.IsValid() {
@@ -191,7 +195,11 @@ func (a *app) statusCmd() *cobra.Command {
 						}
 						comps = append(comps, s)
 					}
-					if len(comps) == 0 && n.State == "running" {
+					switch {
+					case n.Error != "":
+						first, _, _ := strings.Cut(n.Error, "\n")
+						comps = []string{"? (" + first + ")"}
+					case len(comps) == 0 && n.State == "running":
 						comps = []string{"supervise"}
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, n.State, strings.Join(comps, ","))
@@ -207,6 +215,9 @@ func (a *app) statusCmd() *cobra.Command {
 // running machine's supervisor for its components.
 func collectStatus(ctx context.Context, c *provision.Cluster, p provision.Provider) statusView {
 	v := statusView{Name: c.Name, Provider: c.Provider, Phase: c.Phase, Created: c.Created, Subnets: c.Subnets, MTU: c.MTU, HostLink: c.HostLink, HostIP: c.HostIP.String()}
+	if d, ok := p.(provision.Describer); ok {
+		v.Machines = d.Describe(c)
+	}
 	states, err := p.Nodes(ctx, c)
 	byName := map[string]string{}
 	for _, s := range states {
@@ -232,9 +243,14 @@ func collectStatus(ctx context.Context, c *provision.Cluster, p provision.Provid
 				return
 			}
 			defer t.Close()
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			timeout := time.Duration(install.Slowdown(p, c)) * 5 * time.Second
+			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			out, err := transport.Output(ctx, t, provision.NodeBinary, "supervise", "status", "-o", "json")
+			if ctx.Err() != nil {
+				nv.Error = fmt.Sprintf("its supervisor did not answer within %s", timeout)
+				return
+			}
 			if err != nil {
 				nv.Error = err.Error()
 				return

@@ -42,6 +42,7 @@ func healthy(t *testing.T, state, cluster string) {
 			Name       string `json:"name"`
 			Role       string `json:"role"`
 			State      string `json:"state"`
+			Error      string `json:"error"`
 			Components []struct {
 				Name  string `json:"name"`
 				State string `json:"state"`
@@ -54,6 +55,9 @@ func healthy(t *testing.T, state, cluster string) {
 	for _, n := range st.Nodes {
 		if n.State != "running" {
 			t.Errorf("%s is %s", n.Name, n.State)
+		}
+		if n.Error != "" {
+			t.Errorf("%s: no status of its components: %s", n.Name, n.Error)
 		}
 		for _, c := range n.Components {
 			if c.State != "running" {

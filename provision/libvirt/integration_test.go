@@ -479,6 +479,9 @@ func TestIntegrationBootFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if d := p.Describe(c); st.Accel == "" || d != st.Accel+": "+st.AccelWhy {
+		t.Errorf("Describe = %q, want the accelerator the network's creation chose and why (%q, %q)", d, st.Accel, st.AccelWhy)
+	}
 	b := p.boots[c.Name]
 	initrd, err := uploadBytes(l, c.Name, "master.initrd", "raw", b.base)
 	if err != nil {

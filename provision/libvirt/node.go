@@ -169,11 +169,24 @@ func (p *Provider) chooseAccel(ctx context.Context, l *conn, c *provision.Cluste
 	default:
 		if err := p.probeKVM(ctx, l, c, b); err != nil {
 			st.Accel, st.AccelWhy = AccelTCG, "KVM boot probe failed: "+err.Error()
+			if l.local && pvmHost() {
+				st.AccelWhy += " (this host's /dev/kvm is kvm_pvm, which boots only kernels built as PVM guests)"
+			}
 		} else {
 			st.Accel, st.AccelWhy = AccelKVM, "KVM boot probe succeeded"
 		}
 	}
 	return nil
+}
+
+// pvmHost reports whether this machine's KVM is PVM (kvm_pvm, the
+// pagetable-based virtual machine that runs KVM where the CPU offers no
+// VMX, as in nested cloud sandboxes). PVM runs only guest kernels built
+// with CONFIG_PVM_GUEST: a stock kernel hangs right after the BIOS hands
+// it over, which is what the boot probe then sees.
+func pvmHost() bool {
+	_, err := os.Stat("/sys/module/kvm_pvm")
+	return err == nil
 }
 
 // ProbeTimeout bounds the KVM boot probe.

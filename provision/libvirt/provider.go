@@ -204,6 +204,16 @@ func (p *Provider) dial(ctx context.Context, c *provision.Cluster, n provision.N
 	})
 }
 
+// Describe implements provision.Describer: the VMs' accelerator and how it
+// was chosen, as in "tcg: libvirt offers no KVM".
+func (p *Provider) Describe(c *provision.Cluster) string {
+	s, err := loadState(c.Name)
+	if err != nil || s.Accel == "" {
+		return ""
+	}
+	return s.Accel + ": " + s.AccelWhy
+}
+
 // Nodes implements provision.Provider: each machine's domain state.
 func (p *Provider) Nodes(ctx context.Context, c *provision.Cluster) ([]provision.NodeState, error) {
 	l, err := connect(ctx, p.uri(c.Name))
