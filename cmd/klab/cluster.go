@@ -173,7 +173,7 @@ func (a *app) statusCmd() *cobra.Command {
 			return output.Print(a.stdout, format, v, func(tw *tabwriter.Writer, wide bool) {
 				fmt.Fprintf(tw, "cluster %s\tprovider %s\t%s\n", v.Name, v.Provider, v.Phase)
 				if v.Machines != "" {
-					fmt.Fprintf(tw, "machines\t%s\t\n", v.Machines)
+					fmt.Fprintf(tw, "machines\t%s\n", v.Machines)
 				}
 				for _, s := range v.Subnets {
 					fmt.Fprintf(tw, "underlay %s\t%s mtu %d\t", s.Name, s.CIDR, v.MTU)
