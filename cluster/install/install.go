@@ -94,8 +94,10 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 		if err := o.Provider.CreateNodes(ctx, c); err != nil {
 			return err
 		}
-		if d, ok := o.Provider.(provision.Describer); ok && d.Describe(c) != "" {
-			s.Rename("nodes " + strings.Join(memberNames(c), ", ") + " (" + d.Describe(c) + ")")
+		if d, ok := o.Provider.(provision.Describer); ok {
+			if how := d.Describe(c); how != "" {
+				s.Rename("nodes " + strings.Join(memberNames(c), ", ") + " (" + how + ")")
+			}
 		}
 		return nil
 	}); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -247,7 +248,7 @@ func collectStatus(ctx context.Context, c *provision.Cluster, p provision.Provid
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			out, err := transport.Output(ctx, t, provision.NodeBinary, "supervise", "status", "-o", "json")
-			if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				nv.Error = fmt.Sprintf("its supervisor did not answer within %s", timeout)
 				return
 			}
