@@ -36,6 +36,10 @@ type ModesOptions struct {
 	Duration    time.Duration
 	Progress    func(string)
 	ModeTimeout time.Duration
+	// Control also measures the underlay against itself, an A/A test: its
+	// ratio would be 1 on a quiet machine, and how far it strays says how
+	// much of the modes' ratios is noise.
+	Control bool
 }
 
 // ModeResult is one mode's pod-to-pod figures next to the underlay's.
@@ -50,6 +54,8 @@ type ModesResult struct {
 	From    string       `json:"from"`
 	To      string       `json:"to"`
 	Results []ModeResult `json:"results"`
+	// Control is the underlay measured against itself (with Control).
+	Control *netmodes.Comparison `json:"control,omitempty"`
 }
 
 // Modes measures pod-to-pod TCP throughput and round-trip time in each
@@ -128,21 +134,36 @@ func Modes(ctx context.Context, o ModesOptions) (res *ModesResult, err error) {
 				impl = n.Implementation
 			}
 		}
-		out, err := transport.Output(ctx, o.FromT, provision.NodeBinary, "internal", "bench-run",
-			"--netns", "/run/netns/"+string(pa.UID),
-			"--to", net.JoinHostPort(pb.Status.PodIP, strconv.Itoa(podPort)),
-			"--underlay", under,
-			"--rounds", strconv.Itoa(o.Rounds), "--duration", o.Duration.String())
+		c, err := compare(ctx, o, "--netns", "/run/netns/"+string(pa.UID), "--to", net.JoinHostPort(pb.Status.PodIP, strconv.Itoa(podPort)), "--underlay", under)
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", m, err)
-		}
-		var c netmodes.Comparison
-		if err := json.Unmarshal(out, &c); err != nil {
 			return nil, fmt.Errorf("mode %s: %w", m, err)
 		}
 		res.Results = append(res.Results, ModeResult{Mode: m, Implementation: impl, Result: c})
 	}
+	if o.Control {
+		if o.Progress != nil {
+			o.Progress("control: the underlay against itself")
+		}
+		c, err := compare(ctx, o, "--to", under, "--underlay", under)
+		if err != nil {
+			return nil, fmt.Errorf("control: %w", err)
+		}
+		res.Control = &c
+	}
 	return res, nil
+}
+
+// compare runs the bench client on From: the path given by args next to
+// the underlay, rounds times.
+func compare(ctx context.Context, o ModesOptions, args ...string) (netmodes.Comparison, error) {
+	args = append([]string{provision.NodeBinary, "internal", "bench-run", "--rounds", strconv.Itoa(o.Rounds), "--duration", o.Duration.String()}, args...)
+	out, err := transport.Output(ctx, o.FromT, args...)
+	if err != nil {
+		return netmodes.Comparison{}, err
+	}
+	var c netmodes.Comparison
+	err = json.Unmarshal(out, &c)
+	return c, err
 }
 
 func waitReady(ctx context.Context, nc *netctl.Client, name string) (*corev1.Pod, error) {

@@ -25,6 +25,7 @@ func (a *app) benchModesCmd() *cobra.Command {
 		modes    []string
 		rounds   int
 		duration time.Duration
+		control  bool
 		format   string
 	}
 	cmd := &cobra.Command{
@@ -34,7 +35,12 @@ func (a *app) benchModesCmd() *cobra.Command {
 between them in each network mode (bgp, vxlan, ipip), alternating every round
 with the same measurement node to node over the raw underlay. Prints the
 ratio of each mode to the underlay, and a bar chart; the cluster's mode is
-put back at the end.`,
+put back at the end.
+
+Each ratio is the median of the rounds' ratios, shown with the lowest and
+highest. With --control (the default) the underlay is then measured against
+itself the same way: on a quiet machine that ratio is 1.00, and how far it
+strays says how much of a mode's ratio is noise.`,
 		Example: `  sudo klab bench modes
   sudo klab bench modes --modes vxlan,ipip --rounds 5 -o json`,
 		Args: cobra.NoArgs,
@@ -71,7 +77,7 @@ put back at the end.`,
 			step := a.progress().Start("bench modes " + strings.Join(o.modes, ", "))
 			r, err := bench.Modes(cmd.Context(), bench.ModesOptions{
 				Net: nc, From: from, To: to, FromT: ft, ToT: tt, Modes: modes,
-				Rounds: o.rounds, Duration: o.duration, ModeTimeout: 30 * time.Second,
+				Rounds: o.rounds, Duration: o.duration, ModeTimeout: 30 * time.Second, Control: o.control,
 				Progress: func(s string) { step.Rename("bench modes: " + s) },
 			})
 			step.Rename("bench modes " + strings.Join(o.modes, ", "))
@@ -89,11 +95,18 @@ put back at the end.`,
 					fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%.2f\t%.2f–%.2f\t%s\t%s\t\n", m.Mode, m.Implementation, gbits(m.Result.Path), gbits(m.Result.Underlay),
 						m.Result.Ratio, m.Result.RatioMin, m.Result.RatioMax, m.Result.Path.RTT, m.Result.Underlay.RTT)
 				}
+				if c := r.Control; c != nil {
+					fmt.Fprintf(tw, "underlay (control)\t%s\t%s\t%.2f\t%.2f–%.2f\t%s\t%s\t\n", gbits(c.Path), gbits(c.Underlay),
+						c.Ratio, c.RatioMin, c.RatioMax, c.Path.RTT, c.Underlay.RTT)
+				}
 				fmt.Fprintln(tw)
 				for _, m := range r.Results {
 					fmt.Fprintf(tw, "%-6s\t%s %.2f\t\t\t\t\t\t\n", m.Mode, bar(m.Result.Ratio, 40), m.Result.Ratio)
 				}
 				fmt.Fprintf(tw, "%-6s\t%s 1.00\t\t\t\t\t\t\n", "raw", bar(1, 40))
+				if c := r.Control; c != nil {
+					fmt.Fprintf(tw, "\ncontrol: the underlay against itself gave %.2f (%.2f–%.2f) where a quiet machine gives about 1.00: the ratios above carry noise of that size\n", c.Ratio, c.RatioMin, c.RatioMax)
+				}
 			})
 		},
 	}
@@ -102,6 +115,7 @@ put back at the end.`,
 	cmd.Flags().StringSliceVar(&o.modes, "modes", []string{"bgp", "vxlan", "ipip"}, "modes to measure")
 	cmd.Flags().IntVar(&o.rounds, "rounds", 3, "rounds per mode (each round measures the underlay too)")
 	cmd.Flags().DurationVar(&o.duration, "duration", 2*time.Second, "length of each throughput test")
+	cmd.Flags().BoolVar(&o.control, "control", true, "also measure the underlay against itself, to show the noise")
 	outputFlag(cmd, &o.format)
 	return cmd
 }
