@@ -90,13 +90,14 @@ func Up(ctx context.Context, o Options) (c *provision.Cluster, err error) {
 	}); err != nil {
 		return c, err
 	}
-	if err := o.Progress.Do("nodes "+strings.Join(memberNames(c), ", "), func(s *progress.Step) error {
+	nodes := "nodes " + strings.Join(memberNames(c), ", ")
+	if err := o.Progress.Do(nodes, func(s *progress.Step) error {
 		if err := o.Provider.CreateNodes(ctx, c); err != nil {
 			return err
 		}
 		if d, ok := o.Provider.(provision.Describer); ok {
 			if how := d.Describe(c); how != "" {
-				s.Rename("nodes " + strings.Join(memberNames(c), ", ") + " (" + how + ")")
+				s.Rename(nodes + " (" + how + ")")
 			}
 		}
 		return nil

@@ -87,17 +87,15 @@ strays says how much of a mode's ratio is noise.`,
 			return output.Print(a.stdout, o.format, r, func(tw *tabwriter.Writer, wide bool) {
 				fmt.Fprintf(tw, "pod on %s → pod on %s, medians of %d rounds\n", r.From, r.To, o.rounds)
 				fmt.Fprintln(tw, "MODE\tPOD→POD\tUNDERLAY\tRATIO\tRATIO RANGE\tRTT POD\tRTT UNDERLAY\t")
-				max := 0.0
-				for _, m := range r.Results {
-					max = maxf(max, m.Result.Underlay.BitsPerSecond, m.Result.Path.BitsPerSecond)
-				}
-				for _, m := range r.Results {
-					fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%.2f\t%.2f–%.2f\t%s\t%s\t\n", m.Mode, m.Implementation, gbits(m.Result.Path), gbits(m.Result.Underlay),
-						m.Result.Ratio, m.Result.RatioMin, m.Result.RatioMax, m.Result.Path.RTT, m.Result.Underlay.RTT)
-				}
-				if c := r.Control; c != nil {
-					fmt.Fprintf(tw, "underlay (control)\t%s\t%s\t%.2f\t%.2f–%.2f\t%s\t%s\t\n", gbits(c.Path), gbits(c.Underlay),
+				row := func(name string, c netmodes.Comparison) {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f–%.2f\t%s\t%s\t\n", name, gbits(c.Path), gbits(c.Underlay),
 						c.Ratio, c.RatioMin, c.RatioMax, c.Path.RTT, c.Underlay.RTT)
+				}
+				for _, m := range r.Results {
+					row(fmt.Sprintf("%s (%s)", m.Mode, m.Implementation), m.Result)
+				}
+				if r.Control != nil {
+					row("underlay (control)", *r.Control)
 				}
 				fmt.Fprintln(tw)
 				for _, m := range r.Results {
@@ -121,14 +119,6 @@ strays says how much of a mode's ratio is noise.`,
 }
 
 func gbits(r netmodes.BenchResult) string { return fmt.Sprintf("%.2f Gbit/s", r.BitsPerSecond/1e9) }
-
-func maxf(v ...float64) float64 {
-	m := 0.0
-	for _, x := range v {
-		m = max(m, x)
-	}
-	return m
-}
 
 func bar(ratio float64, width int) string {
 	n := int(ratio*float64(width) + 0.5)
