@@ -28,7 +28,7 @@ func (s *Store) buildBusybox(ctx context.Context) (img *Image, err error) {
 	if bin == "" {
 		bin = "/bin/busybox"
 	}
-	sum, err := checkStatic(bin)
+	sum, err := checkStatic(bin, "install busybox-static (apt-get install busybox-static)")
 	if err != nil {
 		return nil, fmt.Errorf("built-in image busybox on %s: %w", s.node(), err)
 	}
@@ -64,19 +64,20 @@ func (s *Store) buildBusybox(ctx context.Context) (img *Image, err error) {
 }
 
 // checkStatic makes sure bin is a statically linked executable (a dynamic
-// one would find no libc in the image) and returns its sha256.
-func checkStatic(bin string) (string, error) {
+// one would find no libc in the image) and returns its sha256; remedy
+// says how to get one.
+func checkStatic(bin, remedy string) (string, error) {
 	f, err := elf.Open(bin)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("%s is missing: install busybox-static (apt-get install busybox-static)", bin)
+			return "", fmt.Errorf("%s is missing: %s", bin, remedy)
 		}
 		return "", fmt.Errorf("%s: %w", bin, err)
 	}
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("%s is dynamically linked: install busybox-static (apt-get install busybox-static)", bin)
+			return "", fmt.Errorf("%s is dynamically linked: %s", bin, remedy)
 		}
 	}
 	r, err := os.Open(bin)

@@ -43,7 +43,7 @@ func (s *Store) current(img *Image) bool {
 // buildKlab assembles the klab image: /klab, the files every container
 // expects (passwd, hosts, resolv.conf …) and the usual mount points.
 func (s *Store) buildKlab(context.Context) (img *Image, err error) {
-	sum, err := checkStatic(s.KlabBinary)
+	sum, err := checkStatic(s.KlabBinary, "build klab without cgo (make build, or CGO_ENABLED=0 go build ./cmd/klab) and run klab up again")
 	if err != nil {
 		return nil, fmt.Errorf("built-in image klab on %s: %w", s.node(), err)
 	}

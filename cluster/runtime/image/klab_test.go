@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,5 +54,19 @@ func TestKlabImage(t *testing.T) {
 	var nf *NotFoundError
 	if _, err := (&Store{Root: t.TempDir()}).Resolve(ctx, "klab"); !errors.As(err, &nf) {
 		t.Errorf("a store without a klab binary: %v, want not found", err)
+	}
+}
+
+// A klab built with cgo cannot run in the image, which has no libc: the
+// error says how to build one that can.
+func TestKlabImageDynamic(t *testing.T) {
+	const dynamic = "/bin/ls"
+	if _, err := os.Stat(dynamic); err != nil {
+		t.Skip("needs a dynamically linked executable: " + dynamic)
+	}
+	s := &Store{Root: t.TempDir(), Node: "node1", KlabBinary: dynamic}
+	_, err := s.Resolve(context.Background(), "klab")
+	if err == nil || !strings.Contains(err.Error(), "dynamically linked") || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Errorf("a dynamically linked klab: %v, want how to build a static one", err)
 	}
 }
